@@ -1,0 +1,64 @@
+"""Policy builder: a small Qwen3-architecture causal LM from config, or any HF checkpoint.
+
+The embedded default is trained from scratch (hidden 128 x 2 layers) with the
+local tokenizer (DESIGN.md §4); `base_model` loads a pretrained HF causal LM
+directory instead and grows its embeddings for the new identifier tokens.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import torch
+from pydantic import BaseModel, ConfigDict, Field
+from transformers import AutoModelForCausalLM, PreTrainedTokenizerBase, Qwen3Config, Qwen3ForCausalLM
+
+
+class PolicyConfig(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+    hidden_size: int = Field(128, ge=16)
+    num_layers: int = Field(2, ge=1)
+    num_heads: int = Field(4, ge=1)
+    num_kv_heads: int = Field(2, ge=1)
+    intermediate_size: int = Field(512, ge=16)
+    max_positions: int = Field(512, ge=64)
+    attention_dropout: float = Field(0.0, ge=0.0, lt=1.0)
+    base_model: str | None = None
+
+
+def build_qwen3_config(cfg: PolicyConfig, tokenizer: PreTrainedTokenizerBase) -> Qwen3Config:
+    if cfg.hidden_size % cfg.num_heads:
+        raise ValueError(f"hidden_size {cfg.hidden_size} is not divisible by num_heads {cfg.num_heads}")
+    return Qwen3Config(
+        vocab_size=len(tokenizer), hidden_size=cfg.hidden_size, intermediate_size=cfg.intermediate_size,
+        num_hidden_layers=cfg.num_layers, num_attention_heads=cfg.num_heads,
+        num_key_value_heads=cfg.num_kv_heads, head_dim=cfg.hidden_size // cfg.num_heads,
+        max_position_embeddings=cfg.max_positions, tie_word_embeddings=True,
+        attention_dropout=cfg.attention_dropout, bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id,
+    )
+
+
+def build_policy(cfg: PolicyConfig, tokenizer: PreTrainedTokenizerBase, seed: int = 0) -> torch.nn.Module:
+    """Fresh Qwen3 from config, or `cfg.base_model` with embeddings resized to the tokenizer."""
+    torch.manual_seed(seed)
+    if cfg.base_model:
+        os.environ.setdefault("HF_HUB_OFFLINE", "1")
+        if not Path(cfg.base_model).is_dir():
+            raise FileNotFoundError(f"base model {cfg.base_model!r} is not a local directory")
+        model = AutoModelForCausalLM.from_pretrained(cfg.base_model, dtype=torch.float32)
+        model.resize_token_embeddings(len(tokenizer))
+        return model
+    return Qwen3ForCausalLM(build_qwen3_config(cfg, tokenizer))
+
+
+def load_policy(path: Path) -> torch.nn.Module:
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    model = AutoModelForCausalLM.from_pretrained(str(path), dtype=torch.float32)
+    model.eval()
+    return model
+
+
+def count_parameters(model: torch.nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())

@@ -1,0 +1,52 @@
+"""The SFT/RL policy behind the common `rank(samples, k)` contract (DESIGN.md §4)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from training.catalog import Catalog
+from training.data.types import Sample
+from training.identifiers.base import IdentifierScheme
+from training.identifiers.trie import ItemTrie
+from training.prompts import build_prompt_tokens
+from training.rollout.generator import HFTrieBeamGenerator
+
+MAX_BEAM = 100
+
+
+def build_item_trie(scheme: IdentifierScheme, tokenizer) -> tuple[ItemTrie, dict[str, list[int]]]:
+    """Trie over token ids of every item the scheme holds; also returns item -> ids."""
+    ids = {item: tokenizer.convert_tokens_to_ids(list(scheme.item_tokens(item))) for item in scheme.item_ids}
+    return ItemTrie.build(ids), ids
+
+
+class PolicyRecommender:
+    """Ranks items by trie-constrained beam search over the policy's item identifiers."""
+
+    def __init__(self, model, tokenizer, scheme: IdentifierScheme, catalog: Catalog,
+                 beam_width: int = 20, max_prompt_tokens: int = 480, name: str = "sft"):
+        self.name = name
+        self.model = model
+        self.tokenizer = tokenizer
+        self.scheme = scheme
+        self.catalog = catalog
+        self.max_prompt_tokens = max_prompt_tokens
+        self.trie, self.item_ids = build_item_trie(scheme, tokenizer)
+        self.generator = HFTrieBeamGenerator(model, self.trie, scheme.depth, tokenizer.pad_token_id, beam_width)
+
+    def prompt_ids(self, sample: Sample) -> list[int]:
+        tokens = build_prompt_tokens(sample.profile, sample.history, self.scheme.item_tokens, self.item_ids)
+        ids = self.tokenizer.convert_tokens_to_ids(tokens)
+        if len(ids) > self.max_prompt_tokens:
+            ids = ids[:1] + ids[len(ids) - self.max_prompt_tokens + 1:]
+        return ids
+
+    def rank(self, samples: Sequence[Sample], k: int, exclude: Sequence[set[str]] | None = None) -> list[list[str]]:
+        extra = max((len(e) for e in exclude), default=0) if exclude else 0
+        width = min(k + extra, MAX_BEAM)
+        results = self.generator.top_items([self.prompt_ids(s) for s in samples], width)
+        ranked = []
+        for row, pairs in enumerate(results):
+            banned = exclude[row] if exclude else set()
+            ranked.append([item for item, _ in pairs if item not in banned][:k])
+        return ranked

@@ -1,0 +1,46 @@
+"""Local HF fast tokenizer: a word-level vocabulary, no hub download (DESIGN.md §4).
+
+Vocabulary = structure tokens, profile tokens, identifier tokens of the scheme
+(one per SID level and code, or one per item) and a small word vocabulary of
+item texts for the alignment task. Saved with `save_pretrained`, so vLLM and
+`AutoTokenizer` load it.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterable
+
+from tokenizers import Tokenizer, models, pre_tokenizers
+from transformers import PreTrainedTokenizerFast
+
+from training.catalog import Catalog
+from training.data.types import UserProfile
+from training.prompts import BOS, EOS, PAD, STRUCTURE_TOKENS, UNK, profile_tokens, text_words
+
+
+def collect_vocabulary(
+    catalog: Catalog, profiles: Iterable[UserProfile], identifier_tokens: list[str],
+    min_word_count: int = 2, max_words: int = 2000,
+) -> list[str]:
+    """Ordered, de-duplicated vocabulary; structure tokens first so their ids are stable."""
+    profile_vocab = sorted({t for p in profiles for t in profile_tokens(p)})
+    counts = Counter(w for text in catalog.texts() for w in text_words(text))
+    words = [w for w, c in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])) if c >= min_word_count]
+    vocab: list[str] = []
+    seen: set[str] = set()
+    for token in [*STRUCTURE_TOKENS, *profile_vocab, *identifier_tokens, *words[:max_words]]:
+        if token not in seen:
+            seen.add(token)
+            vocab.append(token)
+    return vocab
+
+
+def build_tokenizer(vocabulary: list[str]) -> PreTrainedTokenizerFast:
+    """Whitespace-split word-level tokenizer over `vocabulary` (ids = list positions)."""
+    core = Tokenizer(models.WordLevel({tok: i for i, tok in enumerate(vocabulary)}, unk_token=UNK))
+    core.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
+    return PreTrainedTokenizerFast(
+        tokenizer_object=core, bos_token=BOS, eos_token=EOS, pad_token=PAD, unk_token=UNK,
+        padding_side="left", clean_up_tokenization_spaces=False,
+    )

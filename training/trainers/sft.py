@@ -1,0 +1,143 @@
+"""SFT loop: next-item identifiers over sequence windows + item<->id alignment (DESIGN.md §5).
+
+build -> for epoch: for batch: loss -> step -> log; validate (NDCG@10 on a fixed
+subset) -> keep best -> early stop. Resumes from `run_dir/last.pt`.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import random
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+from pydantic import BaseModel, ConfigDict, Field
+from tqdm import tqdm
+
+from training.data.types import Sample
+from training.eval.metrics import per_sample_metrics
+from training.trainers.sft_data import Example, collate
+
+
+class SFTConfig(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+    max_epochs: int = Field(8, ge=1)
+    batch_size: int = Field(64, ge=1)
+    lr: float = Field(3e-3, gt=0)
+    weight_decay: float = Field(0.1, ge=0)
+    warmup_steps: int = Field(100, ge=0)
+    grad_clip: float = Field(1.0, gt=0)
+    window: int = Field(21, ge=2)
+    stride: int = Field(10, ge=1)
+    alignment: bool = True
+    patience: int = Field(2, ge=1)
+    valid_samples: int = Field(2000, ge=1)
+    seed: int = 0
+    threads: int = Field(0, ge=0, description="torch threads; 0 = leave torch's default")
+
+
+def compute_next_token_loss(model, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+    """Mean CE over labelled positions; logits only where a label exists (cheap LM head).
+
+    input_ids, attention_mask, labels: [B, T]; position t-1 predicts token t.
+    """
+    hidden = model.model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).last_hidden_state
+    targets = batch["labels"][:, 1:]
+    selected = targets != -100
+    logits = model.lm_head(hidden[:, :-1][selected])
+    return torch.nn.functional.cross_entropy(logits.float(), targets[selected])
+
+
+def lr_factor(step: int, warmup: int, total: int) -> float:
+    """Linear warm-up, then cosine decay to 10 %."""
+    if step < warmup:
+        return (step + 1) / warmup
+    progress = min(1.0, (step - warmup) / max(1, total - warmup))
+    return 0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * progress))
+
+
+def validate(recommender, samples: Sequence[Sample], batch_size: int = 64) -> float:
+    """NDCG@10 of `recommender.rank` on `samples`."""
+    ranked = []
+    for start in range(0, len(samples), batch_size):
+        ranked.extend(recommender.rank(samples[start:start + batch_size], 10))
+    return float(per_sample_metrics(ranked, [s.target for s in samples], ks=(10,))["ndcg@10"].mean())
+
+
+def _batches(examples: list[Example], batch_size: int, rng: random.Random) -> list[list[Example]]:
+    """Shuffled batches of similar lengths (sort inside chunks of 50 batches) to cut padding."""
+    order = examples[:]
+    rng.shuffle(order)
+    chunk = batch_size * 50
+    batches = []
+    for start in range(0, len(order), chunk):
+        part = sorted(order[start:start + chunk], key=lambda e: len(e.input_ids))
+        batches.extend(part[i:i + batch_size] for i in range(0, len(part), batch_size))
+    rng.shuffle(batches)
+    return batches
+
+
+def train_sft(model, examples: list[Example], pad_id: int, cfg: SFTConfig, run_dir: Path,
+              recommender, valid_samples: Sequence[Sample]) -> dict:
+    """Train in place; leaves the best-validation weights in `model`. Returns the training summary."""
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    torch.manual_seed(cfg.seed)
+    rng = random.Random(cfg.seed)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay, betas=(0.9, 0.98))
+    steps_per_epoch = math.ceil(len(examples) / cfg.batch_size)
+    total_steps = steps_per_epoch * cfg.max_epochs
+    state = _resume(run_dir, model, optimizer)
+    log_path = run_dir / "log.jsonl"
+    for epoch in range(state["epoch"], cfg.max_epochs):
+        if state["bad_epochs"] >= cfg.patience:
+            break
+        start = time.time()
+        model.train()
+        losses = []
+        batches = _batches(examples, cfg.batch_size, random.Random(cfg.seed * 1000 + epoch))
+        for i, batch in enumerate(tqdm(batches, desc=f"sft epoch {epoch + 1}/{cfg.max_epochs}", leave=False)):
+            for group in optimizer.param_groups:
+                group["lr"] = cfg.lr * lr_factor(epoch * steps_per_epoch + i, cfg.warmup_steps, total_steps)
+            loss = compute_next_token_loss(model, collate(batch, pad_id))
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+            optimizer.step()
+            losses.append(loss.item())
+        model.eval()
+        ndcg = validate(recommender, valid_samples)
+        improved = ndcg > state["best_ndcg"]
+        state.update(epoch=epoch + 1, bad_epochs=0 if improved else state["bad_epochs"] + 1)
+        if improved:
+            state.update(best_ndcg=ndcg, best_epoch=epoch + 1)
+            torch.save(model.state_dict(), run_dir / "best.pt")
+        record = {"epoch": epoch + 1, "train_loss": float(np.mean(losses)), "valid_ndcg@10": ndcg,
+                  "seconds": time.time() - start}
+        with log_path.open("a") as fh:
+            fh.write(json.dumps(record) + "\n")
+        tqdm.write(f"epoch {epoch + 1}: loss {record['train_loss']:.4f}  valid NDCG@10 {ndcg:.4f}"
+                   f"  ({record['seconds']:.0f}s){'  *best' if improved else ''}")
+        torch.save({"model": model.state_dict(), "optimizer": optimizer.state_dict(), "state": state,
+                    "rng": rng.getstate()}, run_dir / "last.pt")
+    if (run_dir / "best.pt").exists():
+        model.load_state_dict(torch.load(run_dir / "best.pt", weights_only=True))
+    model.eval()
+    return {"best_epoch": state["best_epoch"], "best_valid_ndcg@10": state["best_ndcg"],
+            "epochs_run": state["epoch"]}
+
+
+def _resume(run_dir: Path, model, optimizer) -> dict:
+    last = run_dir / "last.pt"
+    if not last.exists():
+        return {"epoch": 0, "best_ndcg": -1.0, "best_epoch": 0, "bad_epochs": 0}
+    checkpoint = torch.load(last, weights_only=False)
+    model.load_state_dict(checkpoint["model"])
+    optimizer.load_state_dict(checkpoint["optimizer"])
+    tqdm.write(f"resuming from {last} after epoch {checkpoint['state']['epoch']}")
+    return checkpoint["state"]
