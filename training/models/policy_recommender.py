@@ -9,9 +9,11 @@ from training.data.types import Sample
 from training.identifiers.base import IdentifierScheme
 from training.identifiers.trie import ItemTrie
 from training.prompts import build_prompt_tokens
+from training.rollout.beam import TrieBeamSearch
 from training.rollout.generator import HFTrieBeamGenerator
 
 MAX_BEAM = 100
+BACKENDS = {"batched": TrieBeamSearch, "hf_generate": HFTrieBeamGenerator}
 
 
 def build_item_trie(scheme: IdentifierScheme, tokenizer) -> tuple[ItemTrie, dict[str, list[int]]]:
@@ -24,7 +26,8 @@ class PolicyRecommender:
     """Ranks items by trie-constrained beam search over the policy's item identifiers."""
 
     def __init__(self, model, tokenizer, scheme: IdentifierScheme, catalog: Catalog,
-                 beam_width: int = 20, max_prompt_tokens: int = 480, name: str = "sft"):
+                 beam_width: int = 20, max_prompt_tokens: int = 480, name: str = "sft",
+                 backend: str = "batched"):
         self.name = name
         self.model = model
         self.tokenizer = tokenizer
@@ -32,7 +35,9 @@ class PolicyRecommender:
         self.catalog = catalog
         self.max_prompt_tokens = max_prompt_tokens
         self.trie, self.item_ids = build_item_trie(scheme, tokenizer)
-        self.generator = HFTrieBeamGenerator(model, self.trie, scheme.depth, tokenizer.pad_token_id, beam_width)
+        if backend not in BACKENDS:
+            raise ValueError(f"unknown generation backend {backend!r}; choose one of {sorted(BACKENDS)}")
+        self.generator = BACKENDS[backend](model, self.trie, scheme.depth, tokenizer.pad_token_id, beam_width)
 
     def prompt_ids(self, sample: Sample) -> list[int]:
         tokens = build_prompt_tokens(sample.profile, sample.history, self.scheme.item_tokens, self.item_ids)

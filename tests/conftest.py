@@ -1,0 +1,48 @@
+"""Shared fixtures: a tiny dataset and a tiny policy, built in tmp dirs."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+from training.catalog import Catalog  # noqa: E402
+from training.data.types import Interaction, ItemInfo, RawDataset, UserProfile  # noqa: E402
+
+
+@pytest.fixture
+def tiny_dataset() -> RawDataset:
+    """12 items, 30 users; every user walks items i, i+1, i+2, ... (a planted next-item pattern)."""
+    items = {str(i): ItemInfo(str(i), f"Film {i}", "1995", ("Drama",) if i % 2 else ("Comedy",))
+             for i in range(1, 13)}
+    users = {str(u): UserProfile(str(u), str(20 + u), "M" if u % 2 else "F", "student") for u in range(1, 31)}
+    interactions = []
+    for u in range(1, 31):
+        start = u % 12
+        for step in range(8):
+            interactions.append(Interaction(str(u), str((start + step) % 12 + 1), 1000 * step + u))
+    return RawDataset("tiny", interactions, items, users)
+
+
+@pytest.fixture
+def tiny_catalog(tiny_dataset) -> Catalog:
+    return Catalog(tiny_dataset.items.values())
+
+
+@pytest.fixture
+def tiny_policy(tiny_catalog):
+    """(model, tokenizer, scheme): random tiny Qwen3 over 2-level SIDs (+ disambiguation) of 12 items."""
+    import numpy as np
+
+    from training.identifiers.rqkmeans import SemanticIdScheme
+    from training.models.policy import PolicyConfig, build_policy
+    from training.tokenization.builder import build_tokenizer, collect_vocabulary
+
+    embeddings = np.random.default_rng(0).normal(size=(len(tiny_catalog), 8)).astype("float32")
+    scheme = SemanticIdScheme.fit(tiny_catalog.item_ids, embeddings, n_levels=2, n_codes=3, seed=0)
+    tokenizer = build_tokenizer(collect_vocabulary(tiny_catalog, [], scheme.new_tokens()))
+    config = PolicyConfig(hidden_size=32, num_layers=2, num_heads=2, num_kv_heads=1, intermediate_size=64)
+    return build_policy(config, tokenizer, seed=0), tokenizer, scheme

@@ -1,0 +1,108 @@
+"""Batched trie-constrained beam search with a KV cache (DESIGN.md §8: "a fair rival").
+
+All prompts x beams advance one identifier level per forward pass; the prompt
+is encoded once and its KV cache is repeated per beam and re-indexed as beams
+are chosen. Scores are exact log P(item | prompt): log-softmax over the whole
+vocabulary, then only trie children are candidates (no renormalisation).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+
+from training.identifiers.trie import ItemTrie
+from training.rollout.generator import left_pad
+
+
+def expand_candidates(
+    trie: ItemTrie, prefixes: Sequence[tuple[int, ...]], cache: dict
+) -> torch.Tensor:
+    """Children token ids of every prefix, padded with -1: [n_prefixes, max_children]."""
+    children = []
+    for prefix in prefixes:
+        if prefix not in cache:
+            cache[prefix] = trie.allowed_next(prefix)
+        children.append(cache[prefix])
+    width = max(1, max(len(c) for c in children))
+    out = torch.full((len(children), width), -1, dtype=torch.long)
+    for row, c in enumerate(children):
+        if c:
+            out[row, : len(c)] = torch.tensor(c)
+    return out
+
+
+def select_beams(
+    logprobs: torch.Tensor, beam_scores: torch.Tensor, candidates: torch.Tensor, n_prompts: int, width: int
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """One beam step.
+
+    logprobs: [n_prompts * beams, V]; beam_scores: [n_prompts * beams];
+    candidates: [n_prompts * beams, C] token ids (-1 = none).
+    Returns (parent row [n_prompts, width], token [n_prompts, width], score [n_prompts, width]),
+    parent rows indexing the flat [n_prompts * beams] axis.
+    """
+    rows, n_cand = candidates.shape
+    beams = rows // n_prompts
+    gathered = logprobs.gather(1, candidates.clamp(min=0))
+    total = beam_scores[:, None] + gathered
+    total = total.masked_fill(candidates < 0, float("-inf")).view(n_prompts, beams * n_cand)
+    k = min(width, total.shape[1])
+    scores, flat = total.topk(k, dim=1)
+    parent_local = flat // n_cand
+    parent = parent_local + torch.arange(n_prompts)[:, None] * beams
+    tokens = candidates.view(n_prompts, beams * n_cand).gather(1, flat)
+    return parent, tokens, scores
+
+
+class TrieBeamSearch:
+    """Top-k distinct items per prompt for fixed-depth identifiers. model: HF causal LM."""
+
+    def __init__(self, model, trie: ItemTrie, depth: int, pad_id: int, beam_width: int = 20):
+        self.model = model.eval()
+        self.trie = trie
+        self.depth = depth
+        self.pad_id = pad_id
+        self.beam_width = beam_width
+        self._children: dict[tuple[int, ...], list[int]] = {}
+
+    @torch.inference_mode()
+    def top_items(self, prompts: Sequence[list[int]], k: int) -> list[list[tuple[str, float]]]:
+        width = max(k, self.beam_width)
+        ids, attention = left_pad(prompts, self.pad_id)
+        n = len(prompts)
+        out = self.model(input_ids=ids, attention_mask=attention, use_cache=True, logits_to_keep=1)
+        cache = out.past_key_values
+        logprobs = torch.log_softmax(out.logits[:, -1].float(), dim=-1)
+        prefixes: list[tuple[int, ...]] = [()] * n
+        beam_scores = torch.zeros(n)
+        for level in range(self.depth):
+            candidates = expand_candidates(self.trie, prefixes, self._children)
+            parent, tokens, scores = select_beams(logprobs, beam_scores, candidates, n, width)
+            flat_parent, flat_tokens = parent.reshape(-1), tokens.reshape(-1)
+            prefixes = [prefixes[p] + (t,) for p, t in zip(flat_parent.tolist(), flat_tokens.tolist(), strict=True)]
+            beam_scores = scores.reshape(-1)
+            if level == self.depth - 1:
+                break
+            cache.reorder_cache(flat_parent)
+            attention = torch.cat([attention.index_select(0, flat_parent),
+                                   torch.ones((len(prefixes), 1), dtype=torch.long)], dim=1)
+            step = self.model(input_ids=flat_tokens.clamp(min=0)[:, None], attention_mask=attention,
+                              cache=cache, use_cache=True)
+            cache = step.past_key_values
+            logprobs = torch.log_softmax(step.logits[:, -1].float(), dim=-1)
+        return self._collect(prefixes, beam_scores, n, k)
+
+    def _collect(self, prefixes, scores: torch.Tensor, n: int, k: int) -> list[list[tuple[str, float]]]:
+        beams = len(prefixes) // n
+        values = scores.tolist()
+        results = []
+        for row in range(n):
+            pairs = []
+            for j in range(row * beams, (row + 1) * beams):
+                item = self.trie.item_at(prefixes[j]) if values[j] > float("-inf") else None
+                if item is not None:
+                    pairs.append((item, values[j]))
+            results.append(pairs[:k])
+        return results
