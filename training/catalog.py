@@ -18,7 +18,7 @@ from training.data.types import ItemInfo
 
 def id_sort_key(raw_id: str) -> tuple[int, int | str]:
     """Numeric ids sort numerically and before non-numeric ones, which sort as text."""
-    return (0, int(raw_id)) if raw_id.isdigit() else (1, raw_id)
+    return (0, int(raw_id)) if raw_id.isascii() and raw_id.isdigit() else (1, raw_id)
 
 
 class UnknownItemError(KeyError):

@@ -36,6 +36,8 @@ class IdentifierConfig(BaseModel):
     n_levels: int | None = Field(None, ge=1, le=4, description="None = sized for the catalog")
     n_codes: int | None = Field(None, ge=2, le=256)
     balanced: bool = True
+    interaction_weight: float = Field(0.5, ge=0.0, le=1.0,
+                                      description="share of co-occurrence signal in SID embeddings; 0 = text only")
     seed: int = 0
 
 

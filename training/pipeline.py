@@ -53,13 +53,17 @@ def prepare_data(cfg: RunConfig) -> tuple[Catalog, SplitData]:
     return catalog, load_split(folder)
 
 
-def build_identifiers(cfg: RunConfig, catalog: Catalog) -> IdentifierScheme:
+def build_identifiers(cfg: RunConfig, catalog: Catalog, split: SplitData) -> IdentifierScheme:
     ident = cfg.identifiers
     if ident.scheme != "sid":
         return build_scheme(ident.scheme, catalog)
+    from training.identifiers.item_embeddings import compute_cooccurrence_embeddings, fuse_embeddings
     from training.models.text_encoder import encode_texts
 
     embeddings = encode_texts(catalog.texts(), cache_path=Path(cfg.data.data_dir) / "cache")
+    if ident.interaction_weight > 0:
+        cooccurrence = compute_cooccurrence_embeddings(split.train_sequences, catalog, seed=ident.seed)
+        embeddings = fuse_embeddings(embeddings, cooccurrence, ident.interaction_weight)
     options = {"balanced": ident.balanced, "seed": ident.seed}
     if ident.n_levels:
         options["n_levels"] = ident.n_levels
@@ -81,7 +85,7 @@ def train_policy_bundle(cfg: RunConfig, catalog: Catalog, split: SplitData, forc
         return bundle
     save_config(cfg, out / "config.json")
     started = time.time()
-    scheme = build_identifiers(cfg, catalog)
+    scheme = build_identifiers(cfg, catalog, split)
     tokenizer = build_tokenizer(collect_vocabulary(catalog, split.profiles.values(), scheme.new_tokens()))
     model = build_policy(cfg.policy, tokenizer, seed=cfg.sft.seed)
     recommender = PolicyRecommender(model, tokenizer, scheme, catalog, cfg.eval.beam_width, name=cfg.name)

@@ -225,7 +225,7 @@ def fit(rec: SeqRecommender, split: SplitData, progress: bool = True) -> list[di
     opt = torch.optim.Adam(rec.model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     gen = torch.Generator().manual_seed(cfg.seed)
     steps = -(-len(windows) // cfg.batch_size)
-    best, best_state, bad = -1.0, None, 0
+    best, best_state, bad = float("-inf"), None, 0
     for epoch in range(1, cfg.max_epochs + 1):
         t0 = time.perf_counter()
         with tqdm(total=steps, desc=f"{rec.name} epoch {epoch}", disable=not progress, leave=False) as bar:

@@ -1,0 +1,72 @@
+"""Shared steps of the quality benchmarks: train (cached bundles) -> evaluate -> report row."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+from training.baselines.bundle import load_baseline_bundle, train_baseline_bundle
+from training.bundle import read_manifest
+from training.catalog import Catalog
+from training.config import RunConfig, load_config
+from training.data.split import SplitData
+from training.pipeline import evaluate_bundle_recommender, load_policy_bundle, train_policy_bundle
+
+METRIC_KEYS = ("hr@5", "hr@10", "hr@20", "ndcg@5", "ndcg@10", "ndcg@20", "hr_tail@10", "ndcg_tail@10",
+               "invalid_rate", "coverage@10", "coverage@20", "seconds_per_1k_samples")
+
+
+def policy_config(preset: str, protocol: str, overrides: list[str]) -> RunConfig:
+    base = load_config(preset, [f"data.protocol={protocol}", *overrides])
+    return load_config(preset, [f"data.protocol={protocol}", f"name={base.name}-{protocol}", *overrides])
+
+
+def _row(name: str, cfg: RunConfig, metrics: dict, train_seconds: float, eval_dir: Path, notes: str) -> dict:
+    return {
+        "name": name, "dataset": cfg.data.dataset, "protocol": cfg.data.protocol,
+        "metrics": {k: metrics[k] for k in METRIC_KEYS if metrics.get(k) is not None},
+        "seconds": {"train": round(train_seconds, 1), "eval": round(metrics["seconds"], 1)},
+        "predictions": str(eval_dir / "predictions.jsonl"),
+        "notes": f"{notes}; {metrics['subset_note']}; seen items filtered: {metrics['filter_seen']}",
+    }
+
+
+def run_policy(name: str, cfg: RunConfig, catalog: Catalog, split: SplitData) -> dict:
+    started = time.time()
+    bundle = train_policy_bundle(cfg, catalog, split)
+    manifest = read_manifest(bundle)
+    training = manifest["model"]["training"]
+    train_seconds = training.get("seconds", time.time() - started)
+    eval_dir = bundle.parent / "eval"
+    recommender = load_policy_bundle(bundle, cfg.eval.beam_width)
+    metrics = evaluate_bundle_recommender(cfg, recommender, catalog, split, eval_dir)
+    ident = manifest.get("identifier") or {}
+    row = _row(name, cfg, metrics, train_seconds, eval_dir,
+               f"{ident.get('scheme', cfg.identifiers.scheme)} ids, best epoch {training['best_epoch']} "
+               f"(valid NDCG@10 {training['best_valid_ndcg@10']:.4f}), beam {cfg.eval.beam_width}, "
+               f"seed {cfg.sft.seed}")
+    if "collision_rate_before_disambiguation" in ident:
+        row["metrics"]["collision_rate"] = ident["collision_rate_before_disambiguation"]
+    return row
+
+
+def run_baseline(name: str, cfg: RunConfig, catalog: Catalog, split: SplitData, config=None) -> dict:
+    started = time.time()
+    bundle = train_baseline_bundle(name, cfg, catalog, split, config=config)
+    train_seconds = read_manifest(bundle)["model"]["training"].get("seconds", time.time() - started)
+    eval_dir = bundle.parent / "eval"
+    metrics = evaluate_bundle_recommender(cfg, load_baseline_bundle(bundle), catalog, split, eval_dir)
+    return _row(name, cfg, metrics, train_seconds, eval_dir, "training-set popularity" if name == "pop" else name)
+
+
+def per_sample_ndcg(predictions: Path, k: int = 10) -> tuple[list[str], list[float]]:
+    """(user ids, NDCG@k per sample) from a predictions file, for the paired bootstrap."""
+    from training.eval.metrics import ndcg_at_k, rank_of_target
+
+    users, values = [], []
+    for line in Path(predictions).read_text().splitlines():
+        r = json.loads(line)
+        users.append(r["user_id"])
+        values.append(ndcg_at_k(rank_of_target(r["ranked"], r["target"]), k))
+    return users, values
