@@ -39,7 +39,7 @@ def run_policy(name: str, cfg: RunConfig, catalog: Catalog, split: SplitData) ->
     training = manifest["model"]["training"]
     train_seconds = training.get("seconds", time.time() - started)
     eval_dir = bundle.parent / "eval"
-    recommender = load_policy_bundle(bundle, cfg.eval.beam_width)
+    recommender = load_policy_bundle(bundle, cfg.eval.beam_width, cfg.sft.device)
     metrics = evaluate_bundle_recommender(cfg, recommender, catalog, split, eval_dir)
     ident = manifest.get("identifier") or {}
     row = _row(name, cfg, metrics, train_seconds, eval_dir,
@@ -51,13 +51,15 @@ def run_policy(name: str, cfg: RunConfig, catalog: Catalog, split: SplitData) ->
     return row
 
 
-def run_baseline(name: str, cfg: RunConfig, catalog: Catalog, split: SplitData, config=None) -> dict:
+def run_baseline(name: str, cfg: RunConfig, catalog: Catalog, split: SplitData, config=None, tag: str = "",
+                 row_name: str | None = None) -> dict:
     started = time.time()
-    bundle = train_baseline_bundle(name, cfg, catalog, split, config=config)
+    bundle = train_baseline_bundle(name, cfg, catalog, split, config=config, tag=tag)
     train_seconds = read_manifest(bundle)["model"]["training"].get("seconds", time.time() - started)
     eval_dir = bundle.parent / "eval"
     metrics = evaluate_bundle_recommender(cfg, load_baseline_bundle(bundle), catalog, split, eval_dir)
-    return _row(name, cfg, metrics, train_seconds, eval_dir, "training-set popularity" if name == "pop" else name)
+    notes = "training-set popularity" if name == "pop" else f"{name} {tag}".strip()
+    return _row(row_name or name, cfg, metrics, train_seconds, eval_dir, notes)
 
 
 def per_sample_ndcg(predictions: Path, k: int = 10) -> tuple[list[str], list[float]]:

@@ -121,7 +121,7 @@ def save_policy_bundle(root: Path, cfg: RunConfig, catalog: Catalog, split: Spli
     return manifest
 
 
-def load_policy_bundle(root: Path, beam_width: int = 20) -> PolicyRecommender:
+def load_policy_bundle(root: Path, beam_width: int = 20, device: str = "cpu") -> PolicyRecommender:
     """Validated bundle -> PolicyRecommender (model, tokenizer, scheme, catalog from the bundle only)."""
     from transformers import AutoTokenizer
 
@@ -129,7 +129,7 @@ def load_policy_bundle(root: Path, beam_width: int = 20) -> PolicyRecommender:
     if manifest["kind"] != "policy":
         raise ValueError(f"{root} holds a {manifest['kind']!r} bundle, not a policy")
     tokenizer = AutoTokenizer.from_pretrained(str(Path(root) / "tokenizer"))
-    model = load_policy(Path(root) / "policy")
+    model = load_policy(Path(root) / "policy").to(device)
     scheme = load_scheme(Path(root) / "identifiers")
     return PolicyRecommender(model, tokenizer, scheme, load_bundle_catalog(root), beam_width,
                              name=manifest["name"])

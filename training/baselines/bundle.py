@@ -13,8 +13,10 @@ from training.data.split import SplitData
 from training.recommender import ScoringRecommender
 
 
-def baseline_bundle_dir(cfg: RunConfig, name: str) -> Path:
-    return Path(cfg.runs_dir) / f"{name}-{cfg.data.dataset}-{cfg.data.protocol}" / "bundle"
+def baseline_bundle_dir(cfg: RunConfig, name: str, tag: str = "") -> Path:
+    """runs/<name>[-<tag>]-<dataset>-<protocol>/bundle (tag: e.g. "h128-d0.5-s1" for sweeps and seeds)."""
+    label = f"{name}-{tag}" if tag else name
+    return Path(cfg.runs_dir) / f"{label}-{cfg.data.dataset}-{cfg.data.protocol}" / "bundle"
 
 
 def save_baseline_bundle(root: Path, recommender: ScoringRecommender, cfg: RunConfig, catalog: Catalog,
@@ -33,17 +35,19 @@ def save_baseline_bundle(root: Path, recommender: ScoringRecommender, cfg: RunCo
 
 
 def train_baseline_bundle(name: str, cfg: RunConfig, catalog: Catalog, split: SplitData,
-                          force: bool = False, config=None) -> Path:
+                          force: bool = False, config=None, tag: str = "") -> Path:
     """Train baseline `name` on the split and write its bundle (skipped when a valid one exists)."""
     from training.baselines.registry import train_baseline
 
-    root = baseline_bundle_dir(cfg, name)
+    root = baseline_bundle_dir(cfg, name, tag)
     if not force and (root / "manifest.json").exists():
         validate_bundle(root)
         return root
     started = time.time()
     recommender = train_baseline(name, split, catalog, config)
-    save_baseline_bundle(root, recommender, cfg, catalog, split, {"seconds": time.time() - started})
+    summary = {"seconds": time.time() - started,
+               "config": config.model_dump() if hasattr(config, "model_dump") else None}
+    save_baseline_bundle(root, recommender, cfg, catalog, split, summary)
     return root
 
 

@@ -51,7 +51,7 @@ def select_beams(
     k = min(width, total.shape[1])
     scores, flat = total.topk(k, dim=1)
     parent_local = flat // n_cand
-    parent = parent_local + torch.arange(n_prompts)[:, None] * beams
+    parent = parent_local + torch.arange(n_prompts, device=flat.device)[:, None] * beams
     tokens = candidates.view(n_prompts, beams * n_cand).gather(1, flat)
     return parent, tokens, scores
 
@@ -70,15 +70,16 @@ class TrieBeamSearch:
     @torch.inference_mode()
     def top_items(self, prompts: Sequence[list[int]], k: int) -> list[list[tuple[str, float]]]:
         width = max(k, self.beam_width)
-        ids, attention = left_pad(prompts, self.pad_id)
+        device = next(self.model.parameters()).device
+        ids, attention = (t.to(device) for t in left_pad(prompts, self.pad_id))
         n = len(prompts)
         out = self.model(input_ids=ids, attention_mask=attention, use_cache=True, logits_to_keep=1)
         cache = out.past_key_values
         logprobs = torch.log_softmax(out.logits[:, -1].float(), dim=-1)
         prefixes: list[tuple[int, ...]] = [()] * n
-        beam_scores = torch.zeros(n)
+        beam_scores = torch.zeros(n, device=device)
         for level in range(self.depth):
-            candidates = expand_candidates(self.trie, prefixes, self._children)
+            candidates = expand_candidates(self.trie, prefixes, self._children).to(device)
             parent, tokens, scores = select_beams(logprobs, beam_scores, candidates, n, width)
             flat_parent, flat_tokens = parent.reshape(-1), tokens.reshape(-1)
             prefixes = [prefixes[p] + (t,) for p, t in zip(flat_parent.tolist(), flat_tokens.tolist(), strict=True)]
@@ -87,7 +88,7 @@ class TrieBeamSearch:
                 break
             cache.reorder_cache(flat_parent)
             attention = torch.cat([attention.index_select(0, flat_parent),
-                                   torch.ones((len(prefixes), 1), dtype=torch.long)], dim=1)
+                                   torch.ones((len(prefixes), 1), dtype=torch.long, device=device)], dim=1)
             step = self.model(input_ids=flat_tokens.clamp(min=0)[:, None], attention_mask=attention,
                               cache=cache, use_cache=True)
             cache = step.past_key_values

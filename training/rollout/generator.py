@@ -39,7 +39,7 @@ class TrieLogitsProcessor(LogitsProcessor):
     def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
         mask = torch.full_like(scores, float("-inf"))
         for row, prefix in enumerate(input_ids[:, self.prompt_len:].tolist()):
-            allowed = self._allowed(tuple(prefix))
+            allowed = self._allowed(tuple(prefix)).to(scores.device)
             mask[row, allowed] = 0.0
         return scores + mask
 
@@ -71,7 +71,8 @@ class HFTrieBeamGenerator:
 
     @torch.inference_mode()
     def top_items(self, prompts: Sequence[list[int]], k: int) -> list[list[tuple[str, float]]]:
-        ids, attention = left_pad(prompts, self.pad_id)
+        device = next(self.model.parameters()).device
+        ids, attention = (t.to(device) for t in left_pad(prompts, self.pad_id))
         if self.depth == 1:
             return self._top_single_token(ids, attention, k)
         width = max(k, self.beam_width)
@@ -96,7 +97,7 @@ class HFTrieBeamGenerator:
     def _top_single_token(self, ids, attention, k):
         logits = self.model(input_ids=ids, attention_mask=attention, logits_to_keep=1).logits[:, -1]
         logprobs = torch.log_softmax(logits.float(), dim=-1)
-        allowed = torch.tensor(self.trie.allowed_next(()), dtype=torch.long)
+        allowed = torch.tensor(self.trie.allowed_next(()), dtype=torch.long, device=logprobs.device)
         values, order = logprobs[:, allowed].topk(min(k, len(allowed)), dim=-1)
         tokens = allowed[order]
         return [

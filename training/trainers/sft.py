@@ -38,6 +38,7 @@ class SFTConfig(BaseModel):
     valid_samples: int = Field(2000, ge=1)
     seed: int = 0
     threads: int = Field(0, ge=0, description="torch threads; 0 = leave torch's default")
+    device: str = Field("cpu", description="cpu | cuda")
 
 
 def compute_next_token_loss(model, batch: dict[str, torch.Tensor]) -> torch.Tensor:
@@ -88,6 +89,7 @@ def train_sft(model, examples: list[Example], pad_id: int, cfg: SFTConfig, run_d
         torch.set_num_threads(cfg.threads)
     run_dir.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(cfg.seed)
+    model.to(cfg.device)
     rng = random.Random(cfg.seed)
     optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay, betas=(0.9, 0.98))
     steps_per_epoch = math.ceil(len(examples) / cfg.batch_size)
@@ -104,7 +106,8 @@ def train_sft(model, examples: list[Example], pad_id: int, cfg: SFTConfig, run_d
         for i, batch in enumerate(tqdm(batches, desc=f"sft epoch {epoch + 1}/{cfg.max_epochs}", leave=False)):
             for group in optimizer.param_groups:
                 group["lr"] = cfg.lr * lr_factor(epoch * steps_per_epoch + i, cfg.warmup_steps, total_steps)
-            loss = compute_next_token_loss(model, collate(batch, pad_id))
+            tensors = {k: v.to(cfg.device) for k, v in collate(batch, pad_id).items()}
+            loss = compute_next_token_loss(model, tensors)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
@@ -126,7 +129,7 @@ def train_sft(model, examples: list[Example], pad_id: int, cfg: SFTConfig, run_d
         torch.save({"model": model.state_dict(), "optimizer": optimizer.state_dict(), "state": state,
                     "rng": rng.getstate()}, run_dir / "last.pt")
     if (run_dir / "best.pt").exists():
-        model.load_state_dict(torch.load(run_dir / "best.pt", weights_only=True))
+        model.load_state_dict(torch.load(run_dir / "best.pt", weights_only=True, map_location=cfg.device))
     model.eval()
     return {"best_epoch": state["best_epoch"], "best_valid_ndcg@10": state["best_ndcg"],
             "epochs_run": state["epoch"]}
@@ -136,7 +139,7 @@ def _resume(run_dir: Path, model, optimizer) -> dict:
     last = run_dir / "last.pt"
     if not last.exists():
         return {"epoch": 0, "best_ndcg": -1.0, "best_epoch": 0, "bad_epochs": 0}
-    checkpoint = torch.load(last, weights_only=False)
+    checkpoint = torch.load(last, weights_only=False, map_location=next(model.parameters()).device)
     model.load_state_dict(checkpoint["model"])
     optimizer.load_state_dict(checkpoint["optimizer"])
     tqdm.write(f"resuming from {last} after epoch {checkpoint['state']['epoch']}")
