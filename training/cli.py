@@ -99,16 +99,19 @@ def baseline_train(
     console.print(f"bundle written: {bundle}")
 
 
+SHOWN_METRICS = ("hr@5", "hr@10", "hr@20", "ndcg@5", "ndcg@10", "ndcg@20", "hr_tail@10", "ndcg_tail@10",
+                 "invalid_rate", "coverage@10", "seconds_per_1k_samples")
+
+
 def print_metrics(name: str, metrics: dict) -> None:
-    table = Table(title=f"{name}: {metrics.get('subset_note', '')}")
-    for key in ("hr@5", "hr@10", "hr@20", "ndcg@5", "ndcg@10", "ndcg@20", "ndcg_tail@10", "invalid_rate",
-                "coverage@10"):
-        table.add_column(key)
-    table.add_row(*(f"{metrics[k]:.4f}" if isinstance(metrics.get(k), float) else str(metrics.get(k))
-                    for k in ("hr@5", "hr@10", "hr@20", "ndcg@5", "ndcg@10", "ndcg@20", "ndcg_tail@10",
-                              "invalid_rate", "coverage@10")))
+    table = Table(title=f"{name} on {metrics.get('subset_note', 'the test split')}")
+    table.add_column("metric")
+    table.add_column("value", justify="right")
+    for key in SHOWN_METRICS:
+        value = metrics.get(key)
+        table.add_row(key, f"{value:.4f}" if isinstance(value, float) else str(value))
     console.print(table)
-    console.print(f"seen items filtered: {metrics.get('filter_seen')}")
+    console.print(f"seen items filtered from the ranking: {metrics.get('filter_seen')}")
 
 
 @app.command("eval")
@@ -137,7 +140,7 @@ def recommend_cmd(
     bundle: Path = typer.Option(..., help="bundle directory"),
     user: str | None = typer.Option(None, help="raw user id; history = the user's last items in the data"),
     history: str | None = typer.Option(None, help="comma-separated raw item ids (oldest first)"),
-    k: int = typer.Option(10, min=1, max=100),
+    k: int = typer.Option(10, "--k", "-k", min=1, max=100, help="how many items"),
     config: str = CONFIG_OPT, overrides: list[str] = OVERRIDES_ARG,
 ) -> None:
     """Top-k recommendations (with titles) for a user of the dataset or an explicit history."""
