@@ -56,7 +56,7 @@ def compute_cooccurrence_embeddings(
     rows, cols, values = ppmi_values(count_cooccurrences(sequences, catalog, window), n)
     if len(values) == 0:
         return np.zeros((n, dim), dtype=np.float32)
-    matrix = torch.sparse_coo_tensor(np.stack([rows, cols]), values, (n, n)).coalesce()
+    matrix = torch.sparse_coo_tensor(np.stack([rows, cols]), values, (n, n), check_invariants=True).coalesce()
     torch.manual_seed(seed)
     u, s, _ = torch.svd_lowrank(matrix, q=min(dim, n - 1), niter=6)
     emb = (u * s.sqrt()).numpy().astype(np.float32)
