@@ -24,7 +24,12 @@ from training.eval.subset import select_subset
 from training.identifiers.base import IdentifierScheme, build_scheme, load_scheme
 from training.models.policy import build_policy, count_parameters, load_policy
 from training.models.policy_recommender import PolicyRecommender
-from training.tokenization.builder import build_tokenizer, collect_vocabulary
+from training.tokenization.builder import (
+    build_tokenizer,
+    collect_vocabulary,
+    encode_pieces,
+    extend_pretrained_tokenizer,
+)
 from training.trainers.sft import train_sft
 from training.trainers.sft_data import build_alignment_examples, build_sequence_examples
 
@@ -86,10 +91,12 @@ def train_policy_bundle(cfg: RunConfig, catalog: Catalog, split: SplitData, forc
     save_config(cfg, out / "config.json")
     started = time.time()
     scheme = build_identifiers(cfg, catalog, split)
-    tokenizer = build_tokenizer(collect_vocabulary(catalog, split.profiles.values(), scheme.new_tokens()))
+    tokenizer = build_policy_tokenizer(cfg, catalog, split, scheme)
     model = build_policy(cfg.policy, tokenizer, seed=cfg.sft.seed)
     recommender = PolicyRecommender(model, tokenizer, scheme, catalog, cfg.eval.beam_width, name=cfg.name)
-    encode = tokenizer.convert_tokens_to_ids
+    def encode(pieces):
+        return encode_pieces(tokenizer, pieces)
+
     examples = build_sequence_examples(split.train_sequences, split.profiles, encode, recommender.item_ids,
                                        scheme.item_tokens, cfg.sft.window, cfg.sft.stride)
     if cfg.sft.alignment:
@@ -100,6 +107,14 @@ def train_policy_bundle(cfg: RunConfig, catalog: Catalog, split: SplitData, forc
     summary["n_examples"] = len(examples)
     save_policy_bundle(bundle, cfg, catalog, split, scheme, tokenizer, model, summary)
     return bundle
+
+
+def build_policy_tokenizer(cfg: RunConfig, catalog: Catalog, split: SplitData, scheme: IdentifierScheme):
+    """Local word-level tokenizer, or the base model's tokenizer extended with our tokens."""
+    if cfg.policy.base_model:
+        return extend_pretrained_tokenizer(cfg.policy.base_model, collect_vocabulary(
+            catalog, split.profiles.values(), scheme.new_tokens(), max_words=0))
+    return build_tokenizer(collect_vocabulary(catalog, split.profiles.values(), scheme.new_tokens()))
 
 
 def save_policy_bundle(root: Path, cfg: RunConfig, catalog: Catalog, split: SplitData,

@@ -61,3 +61,29 @@ def test_bad_inputs_give_clear_errors(tmp_path, overrides):
     assert result.exit_code == 1 and "does not exist" in " ".join(result.output.split())
     result = runner.invoke(app, ["data", "split", "sft.max_epoch=3"])
     assert result.exit_code == 2 and "config error" in result.output
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(300)
+def test_base_model_with_title_identifiers(tmp_path, overrides):
+    """--base-model: any local HF causal LM directory; titles decoded under the trie, never invalid."""
+    from training.catalog import Catalog
+    from training.data.adapters import load_dataset
+    from training.models.policy import PolicyConfig, build_policy
+    from training.tokenization.builder import build_tokenizer, collect_vocabulary
+
+    catalog = Catalog(load_dataset("movielens_local", tmp_path / "ml").items.values())
+    tokenizer = build_tokenizer(collect_vocabulary(catalog, [], [], min_word_count=1))
+    base = tmp_path / "pretrained"
+    build_policy(PolicyConfig(hidden_size=32, num_heads=2, num_kv_heads=1, intermediate_size=64),
+                 tokenizer).save_pretrained(base)
+    tokenizer.save_pretrained(base)
+    args = [*overrides, "identifiers.scheme=titles", "sft.max_epochs=1", "name=titles"]
+    runner = CliRunner()
+    result = runner.invoke(app, ["train", "sft", "--base-model", str(base), *args])
+    assert result.exit_code == 0, result.output
+    bundle = tmp_path / "runs" / "titles" / "bundle"
+    result = runner.invoke(app, ["eval", "--bundle", str(bundle), *args])
+    assert result.exit_code == 0, result.output
+    metrics = json.loads((tmp_path / "runs" / "titles" / "eval" / "metrics.json").read_text())
+    assert metrics["invalid_rate"] == 0.0 and metrics["n_samples"] > 0

@@ -46,6 +46,7 @@ class SeqConfig(BaseModel):
     batch_size: int = Field(256, ge=1)
     max_epochs: int = Field(50, ge=1)
     patience: int = Field(3, ge=1)
+    min_epochs: int = Field(10, ge=1, description="no early stop before this epoch (GRU4Rec plateaus early)")
     valid_samples: int = Field(2000, ge=0, description="seeded validation subset; 0 = all")
     seed: int = 0
     device: str = "cpu"
@@ -211,7 +212,8 @@ def _train_epoch(rec: SeqRecommender, windows: torch.Tensor, opt: torch.optim.Op
 
 
 def fit(rec: SeqRecommender, split: SplitData, progress: bool = True) -> list[dict]:
-    """Adam on CE windows; after each epoch NDCG@10 on a seeded validation subset; patience stop.
+    """Adam on CE windows; after each epoch NDCG@10 on a seeded validation subset; stop after
+    `patience` epochs in a row without a new best, once `min_epochs` epochs have run.
 
     The best epoch's state dict is restored at the end. Returns (and stores in rec.train_log)
     one dict per epoch: epoch, loss, valid_ndcg@10, seconds.
@@ -240,7 +242,7 @@ def fit(rec: SeqRecommender, split: SplitData, progress: bool = True) -> list[di
             best_state = copy.deepcopy(rec.model.state_dict())
         else:
             bad += 1
-            if bad >= cfg.patience:
+            if bad >= cfg.patience and epoch >= cfg.min_epochs:
                 break
     rec.model.load_state_dict(best_state)
     return rec.train_log

@@ -11,14 +11,19 @@ from training.identifiers.trie import ItemTrie
 from training.prompts import build_prompt_tokens
 from training.rollout.beam import TrieBeamSearch
 from training.rollout.generator import HFTrieBeamGenerator
+from training.tokenization.builder import encode_pieces
 
 MAX_BEAM = 100
 BACKENDS = {"batched": TrieBeamSearch, "hf_generate": HFTrieBeamGenerator}
 
 
 def build_item_trie(scheme: IdentifierScheme, tokenizer) -> tuple[ItemTrie, dict[str, list[int]]]:
-    """Trie over token ids of every item the scheme holds; also returns item -> ids."""
-    ids = {item: tokenizer.convert_tokens_to_ids(list(scheme.item_tokens(item))) for item in scheme.item_ids}
+    """Trie over token ids of every item the scheme holds; also returns item -> ids.
+
+    Variable-length identifiers (titles) end with EOS, so no item's path is a prefix of another's.
+    """
+    end = [tokenizer.eos_token_id] if scheme.depth is None else []
+    ids = {item: encode_pieces(tokenizer, scheme.item_tokens(item)) + end for item in scheme.item_ids}
     return ItemTrie.build(ids), ids
 
 
@@ -37,11 +42,12 @@ class PolicyRecommender:
         self.trie, self.item_ids = build_item_trie(scheme, tokenizer)
         if backend not in BACKENDS:
             raise ValueError(f"unknown generation backend {backend!r}; choose one of {sorted(BACKENDS)}")
-        self.generator = BACKENDS[backend](model, self.trie, scheme.depth, tokenizer.pad_token_id, beam_width)
+        depth = scheme.depth or max(len(ids) for ids in self.item_ids.values())
+        self.generator = BACKENDS[backend](model, self.trie, depth, tokenizer.pad_token_id, beam_width)
 
     def prompt_ids(self, sample: Sample) -> list[int]:
         tokens = build_prompt_tokens(sample.profile, sample.history, self.scheme.item_tokens, self.item_ids)
-        ids = self.tokenizer.convert_tokens_to_ids(tokens)
+        ids = encode_pieces(self.tokenizer, tokens)
         if len(ids) > self.max_prompt_tokens:
             ids = ids[:1] + ids[len(ids) - self.max_prompt_tokens + 1:]
         return ids

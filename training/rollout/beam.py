@@ -15,15 +15,20 @@ import torch
 from training.identifiers.trie import ItemTrie
 from training.rollout.generator import left_pad
 
+STAY = -2  # a finished item (variable-length ids) keeps its place at no cost
+
 
 def expand_candidates(
     trie: ItemTrie, prefixes: Sequence[tuple[int, ...]], cache: dict
 ) -> torch.Tensor:
-    """Children token ids of every prefix, padded with -1: [n_prefixes, max_children]."""
+    """Children token ids of every prefix, padded with -1: [n_prefixes, max_children].
+
+    A complete item's prefix has the single candidate STAY (its path is finished).
+    """
     children = []
     for prefix in prefixes:
         if prefix not in cache:
-            cache[prefix] = trie.allowed_next(prefix)
+            cache[prefix] = trie.allowed_next(prefix) or ([STAY] if trie.item_at(prefix) else [])
         children.append(cache[prefix])
     width = max(1, max(len(c) for c in children))
     out = torch.full((len(children), width), -1, dtype=torch.long)
@@ -39,13 +44,13 @@ def select_beams(
     """One beam step.
 
     logprobs: [n_prompts * beams, V]; beam_scores: [n_prompts * beams];
-    candidates: [n_prompts * beams, C] token ids (-1 = none).
+    candidates: [n_prompts * beams, C] token ids (-1 = none, STAY = finished, adds 0).
     Returns (parent row [n_prompts, width], token [n_prompts, width], score [n_prompts, width]),
     parent rows indexing the flat [n_prompts * beams] axis.
     """
     rows, n_cand = candidates.shape
     beams = rows // n_prompts
-    gathered = logprobs.gather(1, candidates.clamp(min=0))
+    gathered = logprobs.gather(1, candidates.clamp(min=0)).masked_fill(candidates == STAY, 0.0)
     total = beam_scores[:, None] + gathered
     total = total.masked_fill(candidates < 0, float("-inf")).view(n_prompts, beams * n_cand)
     k = min(width, total.shape[1])
@@ -82,14 +87,16 @@ class TrieBeamSearch:
             candidates = expand_candidates(self.trie, prefixes, self._children).to(device)
             parent, tokens, scores = select_beams(logprobs, beam_scores, candidates, n, width)
             flat_parent, flat_tokens = parent.reshape(-1), tokens.reshape(-1)
-            prefixes = [prefixes[p] + (t,) for p, t in zip(flat_parent.tolist(), flat_tokens.tolist(), strict=True)]
+            prefixes = [prefixes[p] + (t,) if t >= 0 else prefixes[p]
+                        for p, t in zip(flat_parent.tolist(), flat_tokens.tolist(), strict=True)]
             beam_scores = scores.reshape(-1)
             if level == self.depth - 1:
                 break
             cache.reorder_cache(flat_parent)
             attention = torch.cat([attention.index_select(0, flat_parent),
                                    torch.ones((len(prefixes), 1), dtype=torch.long, device=device)], dim=1)
-            step = self.model(input_ids=flat_tokens.clamp(min=0)[:, None], attention_mask=attention,
+            step_tokens = torch.where(flat_tokens >= 0, flat_tokens, self.pad_id)
+            step = self.model(input_ids=step_tokens[:, None], attention_mask=attention,
                               cache=cache, use_cache=True)
             cache = step.past_key_values
             logprobs = torch.log_softmax(step.logits[:, -1].float(), dim=-1)

@@ -44,3 +44,39 @@ def build_tokenizer(vocabulary: list[str]) -> PreTrainedTokenizerFast:
         tokenizer_object=core, bos_token=BOS, eos_token=EOS, pad_token=PAD, unk_token=UNK,
         padding_side="left", clean_up_tokenization_spaces=False,
     )
+
+
+def encode_pieces(tokenizer, pieces: Iterable[str]) -> list[int]:
+    """Token ids of a layout: a piece that is a vocabulary entry maps to its id, other pieces
+    (titles, words of a pretrained tokenizer) are tokenized as text."""
+    vocab = _vocab(tokenizer)
+    ids: list[int] = []
+    for piece in pieces:
+        if piece in vocab:
+            ids.append(vocab[piece])
+        else:
+            ids.extend(tokenizer(" " + piece, add_special_tokens=False)["input_ids"])
+    return ids
+
+
+_VOCABS: dict[int, dict[str, int]] = {}
+
+
+def _vocab(tokenizer) -> dict[str, int]:
+    key = id(tokenizer)
+    if key not in _VOCABS or len(_VOCABS[key]) != len(tokenizer):
+        _VOCABS[key] = tokenizer.get_vocab()
+    return _VOCABS[key]
+
+
+def extend_pretrained_tokenizer(base_model: str, extra_tokens: list[str]):
+    """A pretrained model's tokenizer plus our structure/profile/identifier tokens (added as special)."""
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(base_model)
+    tokenizer.add_tokens([t for t in extra_tokens if t not in tokenizer.get_vocab()], special_tokens=True)
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = PAD
+    if tokenizer.bos_token is None:
+        tokenizer.bos_token = BOS
+    return tokenizer

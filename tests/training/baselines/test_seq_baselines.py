@@ -14,7 +14,7 @@ from training.data.types import ItemInfo, Sample
 
 N_ITEMS = 12  # items "11" and "12" never occur in the data
 CONFIG = SeqConfig(hidden=32, n_layers=1, dropout=0.1, max_len=5, stride=2, lr=5e-3, batch_size=32,
-                   max_epochs=40, patience=4, seed=0)
+                   max_epochs=40, patience=4, min_epochs=1, seed=0)
 
 
 def _planted_split(n_users: int = 30, length: int = 16, seed: int = 0) -> SplitData:

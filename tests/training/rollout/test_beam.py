@@ -57,3 +57,18 @@ def test_beam_results_are_distinct_valid_items_and_match_hf_generate(tiny_policy
         assert len(items) == 5 and len(set(items)) == 5 and all(i in item_ids for i in items)
         assert items == [i for i, _ in b]
         assert [s for _, s in a] == pytest.approx([s for _, s in b], abs=1e-4)
+
+
+def test_variable_length_items_rank_exactly(tiny_policy):
+    """Titles: ids of different lengths ending in EOS; finished beams keep their score (STAY)."""
+    from training.identifiers.trie import ItemTrie
+
+    model, tokenizer, _ = tiny_policy
+    eos = tokenizer.eos_token_id
+    paths = {"a": [5, eos], "b": [6, 7, eos], "c": [6, 8, 9, eos], "d": [10, eos]}
+    search = TrieBeamSearch(model, ItemTrie.build(paths), depth=4, pad_id=tokenizer.pad_token_id, beam_width=4)
+    prompt = tokenizer.convert_tokens_to_ids(["<bos>", "<hist>"])
+    pairs = search.top_items([prompt], k=4)[0]
+    exact = {item: exhaustive_logprob(model, prompt, ids) for item, ids in paths.items()}
+    assert [i for i, _ in pairs] == sorted(exact, key=lambda i: -exact[i])
+    assert [s for _, s in pairs] == pytest.approx(sorted(exact.values(), reverse=True), abs=1e-4)
