@@ -52,7 +52,7 @@ def select_beams(
     beams = rows // n_prompts
     gathered = logprobs.gather(1, candidates.clamp(min=0)).masked_fill(candidates == STAY, 0.0)
     total = beam_scores[:, None] + gathered
-    total = total.masked_fill(candidates < 0, float("-inf")).view(n_prompts, beams * n_cand)
+    total = total.masked_fill(candidates == -1, float("-inf")).view(n_prompts, beams * n_cand)
     k = min(width, total.shape[1])
     scores, flat = total.topk(k, dim=1)
     parent_local = flat // n_cand
