@@ -15,6 +15,7 @@ bundles under runs/ are reused.
 from __future__ import annotations
 
 import argparse
+import fcntl
 import hashlib
 import json
 import sys
@@ -25,13 +26,13 @@ import numpy as np
 from benchmarks.common import per_sample_ndcg, policy_config, run_baseline, run_policy
 from training.baselines.train_seq import SeqConfig
 from training.eval.bootstrap import paired_bootstrap_by_user
-from training.eval.report import git_commit, load_rows, write_report
+from training.eval.report import git_commit, load_rows, merge_rows, write_report
 from training.eval.subset import select_subset
 from training.pipeline import prepare_data
 from training.trainers.sft import validate
 
 REPORT = Path("reports/quality.json")
-SWEEP = [(64, 0.2), (64, 0.5), (128, 0.2), (128, 0.5)]
+SWEEP = [(64, 0.2), (128, 0.2), (128, 0.5)]
 
 
 def settings_hash(*parts: object) -> str:
@@ -129,10 +130,15 @@ def main() -> None:
     existing = {}
     if previous.get("git_commit") == commit:
         existing = {(r["name"], r["protocol"], r.get("settings")): r for r in load_rows(REPORT)}
+    command = "python " + " ".join(["benchmarks/quality.py", *sys.argv[1:]])
     rows = [row for protocol in args.protocols for row in run_protocol(protocol, args, existing)]
     add_intervals(rows)
-    write_report("quality", rows, "python " + " ".join(["benchmarks/quality.py", *sys.argv[1:]]),
-                 notes_md=notes_markdown(rows))
+    for row in rows:
+        row["command"] = command
+    with open(REPORT.with_suffix(".lock"), "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # protocols may run as parallel processes
+        merged = merge_rows(REPORT, rows) if previous.get("git_commit") == commit else rows
+        write_report("quality", merged, command, notes_md=notes_markdown(merged))
 
 
 def notes_markdown(rows: list[dict]) -> str:
