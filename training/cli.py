@@ -93,9 +93,13 @@ def baseline_train(
     from training.baselines.bundle import train_baseline_bundle
     from training.pipeline import prepare_data
 
+    from training.baselines.registry import BASELINES
+
+    if model not in BASELINES:
+        _fail(f"unknown baseline {model!r}; choose one of {sorted(BASELINES)}")
     cfg = _config(config, overrides)
     catalog, split = prepare_data(cfg)
-    bundle = train_baseline_bundle(model, cfg, catalog, split, force=force)
+    bundle = train_baseline_bundle(model, cfg, catalog, split, force=force, config=cfg.baseline)
     console.print(f"bundle written: {bundle}")
 
 

@@ -13,6 +13,7 @@ from typing import Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field
 
+from training.baselines.train_seq import SeqConfig
 from training.models.policy import PolicyConfig
 from training.trainers.sft import SFTConfig
 
@@ -59,6 +60,7 @@ class RunConfig(BaseModel):
     policy: PolicyConfig = PolicyConfig()
     sft: SFTConfig = SFTConfig()
     eval: EvalConfig = EvalConfig()
+    baseline: SeqConfig = SeqConfig()
 
 
 def parse_override(text: str) -> tuple[list[str], object]:

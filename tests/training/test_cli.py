@@ -87,3 +87,21 @@ def test_base_model_with_title_identifiers(tmp_path, overrides):
     assert result.exit_code == 0, result.output
     metrics = json.loads((tmp_path / "runs" / "titles" / "eval" / "metrics.json").read_text())
     assert metrics["invalid_rate"] == 0.0 and metrics["n_samples"] > 0
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(300)
+def test_baseline_bundle_through_the_same_evaluator(tmp_path, overrides):
+    args = [*overrides, "baseline.max_epochs=3", "baseline.min_epochs=1", "baseline.hidden=16"]
+    runner = CliRunner()
+    result = runner.invoke(app, ["baseline", "train", "--model", "sasrec", *args])
+    assert result.exit_code == 0, result.output
+    bundle = tmp_path / "runs" / "sasrec-tiny-temporal" / "bundle"
+    assert json.loads((bundle / "manifest.json").read_text())["kind"] == "baseline"
+    result = runner.invoke(app, ["eval", "--bundle", str(bundle), *args])
+    assert result.exit_code == 0, result.output
+    rows = [json.loads(line) for line in (bundle.parent / "eval" / "predictions.jsonl").read_text().splitlines()]
+    assert rows and set(rows[0]) == {"sample_id", "user_id", "history", "target", "ranked"}
+    assert all(len(r["ranked"]) == 12 for r in rows)  # k=20 over a 12-item catalog
+    result = runner.invoke(app, ["baseline", "train", "--model", "bpr", *args])
+    assert result.exit_code == 1 and "unknown baseline" in " ".join(result.output.split())
