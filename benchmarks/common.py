@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import time
 from pathlib import Path
@@ -18,8 +19,10 @@ METRIC_KEYS = ("hr@5", "hr@10", "hr@20", "ndcg@5", "ndcg@10", "ndcg@20", "hr_tai
 
 
 def policy_config(preset: str, protocol: str, overrides: list[str]) -> RunConfig:
+    """The preset for `protocol`; its run name carries a hash of the settings, so cached bundles match them."""
     base = load_config(preset, [f"data.protocol={protocol}", *overrides])
-    return load_config(preset, [f"data.protocol={protocol}", f"name={base.name}-{protocol}", *overrides])
+    digest = hashlib.sha256(json.dumps(base.model_dump(mode="json", exclude={"name"}), sort_keys=True).encode())
+    return base.model_copy(update={"name": f"{base.name}-{protocol}-{digest.hexdigest()[:8]}"})
 
 
 def _row(name: str, cfg: RunConfig, metrics: dict, train_seconds: float, eval_dir: Path, notes: str) -> dict:

@@ -79,7 +79,10 @@ def train_sft_cmd(
     extra = [f"policy.base_model={base_model}"] if base_model else []
     cfg = _config(config, (overrides or []) + extra)
     catalog, split = prepare_data(cfg)
-    bundle = train_policy_bundle(cfg, catalog, split, force=force)
+    try:
+        bundle = train_policy_bundle(cfg, catalog, split, force=force)
+    except (ValueError, FileNotFoundError) as err:
+        _fail(str(err))
     console.print(f"bundle written: {bundle}")
 
 
@@ -91,9 +94,8 @@ def baseline_train(
 ) -> None:
     """Train a baseline on the same split files and write its bundle."""
     from training.baselines.bundle import train_baseline_bundle
-    from training.pipeline import prepare_data
-
     from training.baselines.registry import BASELINES
+    from training.pipeline import prepare_data
 
     if model not in BASELINES:
         _fail(f"unknown baseline {model!r}; choose one of {sorted(BASELINES)}")

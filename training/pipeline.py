@@ -6,6 +6,7 @@ its output (split files, embeddings, bundles) so a second run skips it.
 
 from __future__ import annotations
 
+import json
 import shutil
 import time
 from pathlib import Path
@@ -87,7 +88,11 @@ def train_policy_bundle(cfg: RunConfig, catalog: Catalog, split: SplitData, forc
     bundle = out / "bundle"
     if not force and (bundle / "manifest.json").exists():
         validate_bundle(bundle)
+        if json.loads((out / "config.json").read_text()) != cfg.model_dump(mode="json"):
+            raise ValueError(f"{out} was trained with another config; pass --force to retrain, or another name=")
         return bundle
+    if force:
+        shutil.rmtree(out / "train", ignore_errors=True)
     save_config(cfg, out / "config.json")
     started = time.time()
     scheme = build_identifiers(cfg, catalog, split)
