@@ -123,6 +123,8 @@ def main() -> None:
     parser.add_argument("--protocols", nargs="+", default=["temporal", "loo"], choices=["temporal", "loo"])
     parser.add_argument("--seeds", type=int, default=3, help="seeds for the classic baselines")
     parser.add_argument("--device", default="cpu", help="cpu | cuda (baselines)")
+    parser.add_argument("--notes-file", type=Path, default=Path("benchmarks/quality_notes.md"),
+                        help="markdown appended to the report (what was tried)")
     parser.add_argument("overrides", nargs="*", help="policy config overrides, e.g. sft.max_epochs=12")
     args = parser.parse_args()
     commit = git_commit()
@@ -138,7 +140,8 @@ def main() -> None:
     with open(REPORT.with_suffix(".lock"), "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)  # protocols may run as parallel processes
         merged = merge_rows(REPORT, rows) if previous.get("git_commit") == commit else rows
-        write_report("quality", merged, command, notes_md=notes_markdown(merged))
+        extra = args.notes_file.read_text() if args.notes_file.exists() else ""
+        write_report("quality", merged, command, notes_md=notes_markdown(merged) + "\n\n" + extra)
 
 
 def notes_markdown(rows: list[dict]) -> str:
