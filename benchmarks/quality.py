@@ -90,7 +90,7 @@ def add_intervals(rows: list[dict]) -> None:
             ci = paired_bootstrap_by_user(users, np.array(values), np.array(ref_values), n_resamples=2000)
             row["ci95"] = {"ndcg@10": [round(ci["lo"], 4), round(ci["hi"], 4)]}
             row["metrics"]["ratio_ndcg@10_vs_sasrec"] = row["metrics"]["ndcg@10"] / reference["metrics"]["ndcg@10"]
-            row["notes"] += "; ci95 and ratio: NDCG@10 vs sasrec (seed 0)"
+            row["notes"] += "; ci95: NDCG@10 difference to sasrec seed 0; ratio: over sasrec's mean NDCG@10"
 
 
 def run_protocol(protocol: str, args, existing: dict) -> list[dict]:
@@ -151,7 +151,7 @@ def notes_markdown(rows: list[dict]) -> str:
         if "ci95" in r:
             lo, hi = r["ci95"]["ndcg@10"]
             lines.append(f"- {r['protocol']} `{r['name']}`: ×{r['metrics']['ratio_ndcg@10_vs_sasrec']:.2f} of "
-                         f"SASRec NDCG@10, difference 95 % CI [{lo:+.4f}, {hi:+.4f}]")
+                         f"SASRec's mean NDCG@10; difference to SASRec seed 0, 95 % CI [{lo:+.4f}, {hi:+.4f}]")
     return "\n".join(lines)
 
 
