@@ -9,7 +9,8 @@ sft_atomic. Each row has a 95 % paired-bootstrap interval over users of its
 NDCG@10 difference to SASRec (seed 0), on identical test samples. Writes
 reports/quality.md + .json + a bar chart. Resumable: a row already in
 reports/quality.json for the same git commit and settings is kept, and trained
-bundles under runs/ are reused.
+bundles under runs/ are reused. Rows of other protocols already in the report
+are kept (each row names its command and git commit).
 """
 
 from __future__ import annotations
@@ -128,18 +129,16 @@ def main() -> None:
     parser.add_argument("overrides", nargs="*", help="policy config overrides, e.g. sft.max_epochs=12")
     args = parser.parse_args()
     commit = git_commit()
-    previous = json.loads(REPORT.read_text()) if REPORT.exists() else {}
-    existing = {}
-    if previous.get("git_commit") == commit:
-        existing = {(r["name"], r["protocol"], r.get("settings")): r for r in load_rows(REPORT)}
+    existing = {(r["name"], r["protocol"], r.get("settings")): r
+                for r in load_rows(REPORT) if r.get("git_commit") == commit}
     command = "python " + " ".join(["benchmarks/quality.py", *sys.argv[1:]])
     rows = [row for protocol in args.protocols for row in run_protocol(protocol, args, existing)]
     add_intervals(rows)
     for row in rows:
-        row["command"] = command
+        row.update(command=command, git_commit=commit)
     with open(REPORT.with_suffix(".lock"), "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)  # protocols may run as parallel processes
-        merged = merge_rows(REPORT, rows) if previous.get("git_commit") == commit else rows
+        fcntl.flock(lock, fcntl.LOCK_EX)  # protocols may run as parallel processes: merge under the lock
+        merged = merge_rows(REPORT, rows)
         extra = args.notes_file.read_text() if args.notes_file.exists() else ""
         write_report("quality", merged, command, notes_md=notes_markdown(merged) + "\n\n" + extra)
 
