@@ -140,7 +140,8 @@ def main() -> None:
         fcntl.flock(lock, fcntl.LOCK_EX)  # protocols may run as parallel processes: merge under the lock
         merged = merge_rows(REPORT, rows)
         extra = args.notes_file.read_text() if args.notes_file.exists() else ""
-        write_report("quality", merged, command, notes_md=notes_markdown(merged) + "\n\n" + extra)
+        commands = " ; ".join(dict.fromkeys(r.get("command", command) for r in merged))
+        write_report("quality", merged, commands, notes_md=notes_markdown(merged) + "\n\n" + extra)
 
 
 def notes_markdown(rows: list[dict]) -> str:
