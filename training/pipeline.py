@@ -11,8 +11,6 @@ import shutil
 import time
 from pathlib import Path
 
-import torch
-
 from training.bundle import load_bundle_catalog, validate_bundle, write_manifest
 from training.catalog import Catalog
 from training.config import RunConfig, save_config
@@ -99,8 +97,10 @@ def train_policy_bundle(cfg: RunConfig, catalog: Catalog, split: SplitData, forc
     tokenizer = build_policy_tokenizer(cfg, catalog, split, scheme)
     model = build_policy(cfg.policy, tokenizer, seed=cfg.sft.seed)
     recommender = PolicyRecommender(model, tokenizer, scheme, catalog, cfg.eval.beam_width, name=cfg.name)
+    vocab = tokenizer.get_vocab()
+
     def encode(pieces):
-        return encode_pieces(tokenizer, pieces)
+        return encode_pieces(tokenizer, pieces, vocab)
 
     examples = build_sequence_examples(split.train_sequences, split.profiles, encode, recommender.item_ids,
                                        scheme.item_tokens, cfg.sft.window, cfg.sft.stride)
@@ -158,7 +158,6 @@ def load_policy_bundle(root: Path, beam_width: int = 20, device: str = "cpu") ->
 def evaluate_bundle_recommender(cfg: RunConfig, recommender, catalog: Catalog, split: SplitData,
                                 out_dir: Path) -> dict:
     """Evaluate on the seeded test subset every model shares; writes metrics.json + predictions.jsonl."""
-    torch.set_num_threads(max(1, torch.get_num_threads()))
     samples = select_subset(split.test, cfg.eval.test_samples, cfg.eval.seed)
     note = (f"{len(samples)} of {len(split.test)} test samples (seed {cfg.eval.seed})"
             if len(samples) < len(split.test) else f"all {len(samples)} test samples")

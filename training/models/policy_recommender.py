@@ -23,7 +23,8 @@ def build_item_trie(scheme: IdentifierScheme, tokenizer) -> tuple[ItemTrie, dict
     Variable-length identifiers (titles) end with EOS, so no item's path is a prefix of another's.
     """
     end = [tokenizer.eos_token_id] if scheme.depth is None else []
-    ids = {item: encode_pieces(tokenizer, scheme.item_tokens(item)) + end for item in scheme.item_ids}
+    vocab = tokenizer.get_vocab()
+    ids = {item: encode_pieces(tokenizer, scheme.item_tokens(item), vocab) + end for item in scheme.item_ids}
     return ItemTrie.build(ids), ids
 
 
@@ -39,6 +40,7 @@ class PolicyRecommender:
         self.scheme = scheme
         self.catalog = catalog
         self.max_prompt_tokens = max_prompt_tokens
+        self.vocab = tokenizer.get_vocab()
         self.trie, self.item_ids = build_item_trie(scheme, tokenizer)
         if backend not in BACKENDS:
             raise ValueError(f"unknown generation backend {backend!r}; choose one of {sorted(BACKENDS)}")
@@ -47,7 +49,7 @@ class PolicyRecommender:
 
     def prompt_ids(self, sample: Sample) -> list[int]:
         tokens = build_prompt_tokens(sample.profile, sample.history, self.scheme.item_tokens, self.item_ids)
-        ids = encode_pieces(self.tokenizer, tokens)
+        ids = encode_pieces(self.tokenizer, tokens, self.vocab)
         if len(ids) > self.max_prompt_tokens:
             ids = ids[:1] + ids[len(ids) - self.max_prompt_tokens + 1:]
         return ids

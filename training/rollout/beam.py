@@ -13,7 +13,7 @@ from collections.abc import Sequence
 import torch
 
 from training.identifiers.trie import ItemTrie
-from training.rollout.generator import left_pad
+from training.rollout.generator import TrieGeneratorBase, left_pad
 
 STAY = -2  # a finished item (variable-length ids) keeps its place at no cost
 
@@ -61,15 +61,11 @@ def select_beams(
     return parent, tokens, scores
 
 
-class TrieBeamSearch:
-    """Top-k distinct items per prompt for fixed-depth identifiers. model: HF causal LM."""
+class TrieBeamSearch(TrieGeneratorBase):
+    """Top-k distinct items per prompt (variable-length ids finish early and keep their score)."""
 
     def __init__(self, model, trie: ItemTrie, depth: int, pad_id: int, beam_width: int = 20):
-        self.model = model.eval()
-        self.trie = trie
-        self.depth = depth
-        self.pad_id = pad_id
-        self.beam_width = beam_width
+        super().__init__(model, trie, depth, pad_id, beam_width)
         self._children: dict[tuple[int, ...], list[int]] = {}
 
     @torch.inference_mode()

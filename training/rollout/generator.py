@@ -55,12 +55,8 @@ def left_pad(prompts: Sequence[list[int]], pad_id: int) -> tuple[torch.Tensor, t
     return ids, attention
 
 
-class HFTrieBeamGenerator:
-    """Batched HF `generate` beam search, constrained to a fixed-depth item trie.
-
-    depth 1 (atomic ids) is one forward pass and an exact top-k, the same
-    answer beam search would give.
-    """
+class TrieGeneratorBase:
+    """What every trie-constrained generator holds. depth: max identifier length in tokens."""
 
     def __init__(self, model, trie: ItemTrie, depth: int, pad_id: int, beam_width: int = 20):
         self.model = model.eval()
@@ -68,6 +64,14 @@ class HFTrieBeamGenerator:
         self.depth = depth
         self.pad_id = pad_id
         self.beam_width = beam_width
+
+
+class HFTrieBeamGenerator(TrieGeneratorBase):
+    """Batched HF `generate` beam search, constrained to a fixed-depth item trie.
+
+    depth 1 (atomic ids) is one forward pass and an exact top-k, the same
+    answer beam search would give.
+    """
 
     @torch.inference_mode()
     def top_items(self, prompts: Sequence[list[int]], k: int) -> list[list[tuple[str, float]]]:

@@ -46,10 +46,13 @@ def build_tokenizer(vocabulary: list[str]) -> PreTrainedTokenizerFast:
     )
 
 
-def encode_pieces(tokenizer, pieces: Iterable[str]) -> list[int]:
+def encode_pieces(tokenizer, pieces: Iterable[str], vocab: dict[str, int] | None = None) -> list[int]:
     """Token ids of a layout: a piece that is a vocabulary entry maps to its id, other pieces
-    (titles, words of a pretrained tokenizer) are tokenized as text."""
-    vocab = _vocab(tokenizer)
+    (titles, words of a pretrained tokenizer) are tokenized as text.
+
+    vocab: `tokenizer.get_vocab()`, passed by callers that encode many layouts.
+    """
+    vocab = tokenizer.get_vocab() if vocab is None else vocab
     ids: list[int] = []
     for piece in pieces:
         if piece in vocab:
@@ -57,16 +60,6 @@ def encode_pieces(tokenizer, pieces: Iterable[str]) -> list[int]:
         else:
             ids.extend(tokenizer(" " + piece, add_special_tokens=False)["input_ids"])
     return ids
-
-
-_VOCABS: dict[int, dict[str, int]] = {}
-
-
-def _vocab(tokenizer) -> dict[str, int]:
-    key = id(tokenizer)
-    if key not in _VOCABS or len(_VOCABS[key]) != len(tokenizer):
-        _VOCABS[key] = tokenizer.get_vocab()
-    return _VOCABS[key]
 
 
 def extend_pretrained_tokenizer(base_model: str, extra_tokens: list[str]):
