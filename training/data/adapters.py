@@ -34,9 +34,15 @@ def register_adapter(name: str):
 
 
 def load_dataset(fmt: str, path: Path) -> RawDataset:
+    """Load `path` with the adapter `fmt`; a malformed file gives DatasetFormatError, never a bare crash."""
     if fmt not in ADAPTERS:
         raise DatasetFormatError(f"unknown dataset format {fmt!r}; known: {sorted(ADAPTERS)}")
-    return ADAPTERS[fmt](Path(path))
+    try:
+        return ADAPTERS[fmt](Path(path))
+    except (IndexError, KeyError, ValueError) as err:
+        if isinstance(err, DatasetFormatError):
+            raise
+        raise DatasetFormatError(f"{path}: malformed {fmt} data ({type(err).__name__}: {err})") from err
 
 
 def _require(path: Path) -> Path:

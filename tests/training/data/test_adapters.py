@@ -165,3 +165,12 @@ def test_amazon_2023_missing_files(tmp_path):
 def test_unknown_format_lists_the_known_ones(tmp_path):
     with pytest.raises(DatasetFormatError, match=r"unknown dataset format 'csv'.*amazon2023"):
         load_dataset("csv", tmp_path)
+
+
+def test_rows_with_missing_columns_give_a_format_error(tmp_path):
+    folder = tmp_path / "bad"
+    folder.mkdir()
+    (folder / "u.data").write_text("1\t2\n")  # two columns instead of four
+    (folder / "u.item").write_text("")
+    with pytest.raises(DatasetFormatError, match="malformed movielens_local"):
+        load_dataset("movielens_local", folder)

