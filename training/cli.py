@@ -43,6 +43,19 @@ def _fail(message: str) -> None:
     raise typer.Exit(1)
 
 
+def _prepare(cfg):
+    """(catalog, split) or a clear error for missing/malformed data, failed fetch or altered split files."""
+    from training.data.adapters import DatasetFormatError
+    from training.data.fetch import FetchError
+    from training.data.store import SplitIntegrityError
+    from training.pipeline import prepare_data
+
+    try:
+        return prepare_data(cfg)
+    except (DatasetFormatError, FetchError, SplitIntegrityError, ValueError) as err:
+        _fail(str(err))
+
+
 @data_app.command("fetch")
 def data_fetch(data_dir: Path = typer.Option(Path("data"), help="where data is cached")) -> None:
     """Download MovieLens-100K from the recbole wheel on PyPI and verify its checksums."""
@@ -58,10 +71,10 @@ def data_fetch(data_dir: Path = typer.Option(Path("data"), help="where data is c
 @data_app.command("split")
 def data_split(config: str = CONFIG_OPT, overrides: list[str] = OVERRIDES_ARG) -> None:
     """Write the split files once (temporal 8:1:1 by default) and print their hash and counts."""
-    from training.pipeline import prepare_data, split_dir
+    from training.pipeline import split_dir
 
     cfg = _config(config, overrides)
-    catalog, split = prepare_data(cfg)
+    catalog, split = _prepare(cfg)
     meta = json.loads((split_dir(cfg) / "meta.json").read_text())
     console.print(f"{split_dir(cfg)}: {meta['counts']} samples, {len(catalog)} catalog items, "
                   f"dropped (empty history) {meta['dropped_empty_history']}, sha256 {meta['sha256'][:16]}")
@@ -74,11 +87,11 @@ def train_sft_cmd(
     force: bool = typer.Option(False, help="retrain even if the bundle exists"),
 ) -> None:
     """SFT the policy (next-item identifiers + alignment) and write its bundle."""
-    from training.pipeline import prepare_data, train_policy_bundle
+    from training.pipeline import train_policy_bundle
 
     extra = [f"policy.base_model={base_model}"] if base_model else []
     cfg = _config(config, (overrides or []) + extra)
-    catalog, split = prepare_data(cfg)
+    catalog, split = _prepare(cfg)
     try:
         bundle = train_policy_bundle(cfg, catalog, split, force=force)
     except (ValueError, FileNotFoundError) as err:
@@ -95,12 +108,11 @@ def baseline_train(
     """Train a baseline on the same split files and write its bundle."""
     from training.baselines.bundle import train_baseline_bundle
     from training.baselines.registry import BASELINES
-    from training.pipeline import prepare_data
 
     if model not in BASELINES:
         _fail(f"unknown baseline {model!r}; choose one of {sorted(BASELINES)}")
     cfg = _config(config, overrides)
-    catalog, split = prepare_data(cfg)
+    catalog, split = _prepare(cfg)
     bundle = train_baseline_bundle(model, cfg, catalog, split, force=force, config=cfg.baseline)
     console.print(f"bundle written: {bundle}")
 
@@ -128,14 +140,14 @@ def eval_cmd(
 ) -> None:
     """Evaluate any bundle on the test split; writes metrics.json and predictions.jsonl."""
     from training.bundle import BundleError, update_metrics
-    from training.pipeline import evaluate_bundle_recommender, load_recommender, prepare_data
+    from training.pipeline import evaluate_bundle_recommender, load_recommender
 
     cfg = _config(config, overrides)
     try:
         recommender = load_recommender(bundle, cfg.eval.beam_width)
     except BundleError as err:
         _fail(str(err))
-    catalog, split = prepare_data(cfg)
+    catalog, split = _prepare(cfg)
     metrics = evaluate_bundle_recommender(cfg, recommender, catalog, split, out or bundle.parent / "eval")
     update_metrics(bundle, {f"test_{k}": v for k, v in metrics.items() if isinstance(v, float)})
     print_metrics(recommender.name, metrics)

@@ -105,3 +105,9 @@ def test_baseline_bundle_through_the_same_evaluator(tmp_path, overrides):
     assert all(len(r["ranked"]) == 12 for r in rows)  # k=20 over a 12-item catalog
     result = runner.invoke(app, ["baseline", "train", "--model", "bpr", *args])
     assert result.exit_code == 1 and "unknown baseline" in " ".join(result.output.split())
+
+
+def test_missing_data_folder_is_a_clear_error(tmp_path):
+    result = CliRunner().invoke(app, ["data", "split", "data.format=movielens_local",
+                                      f"data.path={tmp_path / 'nowhere'}", f"data.data_dir={tmp_path}"])
+    assert result.exit_code == 1 and "neither u.data nor ratings.dat" in " ".join(result.output.split())
