@@ -17,8 +17,9 @@ from pathlib import Path
 from training.config import load_config
 from training.eval.report import write_report
 from training.eval.subset import select_subset
+from training.inference import load_recommender
 from training.models.policy_recommender import PolicyRecommender
-from training.pipeline import load_policy_bundle, prepare_data
+from training.pipeline import prepare_data
 
 
 def time_backend(rec: PolicyRecommender, samples, batch_size: int) -> tuple[float, list[list[str]]]:
@@ -39,7 +40,7 @@ def main() -> None:
     cfg = load_config("default")
     _, split = prepare_data(cfg)
     samples = select_subset(split.test, args.samples, 0)
-    batched = load_policy_bundle(args.bundle, beam_width=20)
+    batched = load_recommender(args.bundle, cfg.device, beam_width=20)
     hf = PolicyRecommender(batched.model, batched.tokenizer, batched.scheme, batched.catalog, 20,
                            name="hf_generate", backend="hf_generate")
     rows, results = [], {}

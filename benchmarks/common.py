@@ -7,21 +7,24 @@ import json
 import time
 from pathlib import Path
 
-from training.baselines.bundle import load_baseline_bundle, train_baseline_bundle
+from training.baselines.bundle import train_baseline_bundle
 from training.bundle import read_manifest
 from training.catalog import Catalog
 from training.config import RunConfig, load_config
 from training.data.split import SplitData
-from training.pipeline import evaluate_bundle_recommender, load_policy_bundle, train_policy_bundle
+from training.devices import resolve_device
+from training.eval.metrics import REPORTED_METRICS
+from training.inference import load_recommender
+from training.pipeline import evaluate_recommender, train_policy_bundle
 
-METRIC_KEYS = ("hr@5", "hr@10", "hr@20", "ndcg@5", "ndcg@10", "ndcg@20", "hr_tail@10", "ndcg_tail@10",
-               "invalid_rate", "coverage@10", "coverage@20", "seconds_per_1k_samples")
+METRIC_KEYS = (*REPORTED_METRICS, "seconds_per_1k_samples")
 
 
 def policy_config(preset: str, protocol: str, overrides: list[str]) -> RunConfig:
     """The preset for `protocol`; its run name carries a hash of the settings, so cached bundles match them."""
     base = load_config(preset, [f"data.protocol={protocol}", *overrides])
-    digest = hashlib.sha256(json.dumps(base.model_dump(mode="json", exclude={"name"}), sort_keys=True).encode())
+    settings = base.model_dump(mode="json", exclude={"name", "device"})
+    digest = hashlib.sha256(json.dumps(settings, sort_keys=True).encode())
     return base.model_copy(update={"name": f"{base.name}-{protocol}-{digest.hexdigest()[:8]}"})
 
 
@@ -37,13 +40,14 @@ def _row(name: str, cfg: RunConfig, metrics: dict, train_seconds: float, eval_di
 
 def run_policy(name: str, cfg: RunConfig, catalog: Catalog, split: SplitData) -> dict:
     started = time.time()
-    bundle = train_policy_bundle(cfg, catalog, split)
+    device = resolve_device(cfg.device)
+    bundle, _ = train_policy_bundle(cfg, catalog, split, device=device)
     manifest = read_manifest(bundle)
     training = manifest["model"]["training"]
     train_seconds = training.get("seconds", time.time() - started)
     eval_dir = bundle.parent / "eval"
-    recommender = load_policy_bundle(bundle, cfg.eval.beam_width, cfg.sft.device)
-    metrics = evaluate_bundle_recommender(cfg, recommender, catalog, split, eval_dir)
+    recommender = load_recommender(bundle, device, beam_width=cfg.eval.beam_width)
+    metrics = evaluate_recommender(cfg, recommender, catalog, split, eval_dir)
     ident = manifest.get("identifier") or {}
     row = _row(name, cfg, metrics, train_seconds, eval_dir,
                f"{ident.get('scheme', cfg.identifiers.scheme)} ids, best epoch {training['best_epoch']} "
@@ -57,10 +61,11 @@ def run_policy(name: str, cfg: RunConfig, catalog: Catalog, split: SplitData) ->
 def run_baseline(name: str, cfg: RunConfig, catalog: Catalog, split: SplitData, config=None, tag: str = "",
                  row_name: str | None = None) -> dict:
     started = time.time()
-    bundle = train_baseline_bundle(name, cfg, catalog, split, config=config, tag=tag)
+    device = resolve_device(cfg.device)
+    bundle, _ = train_baseline_bundle(name, cfg, catalog, split, config=config, tag=tag, device=device)
     train_seconds = read_manifest(bundle)["model"]["training"].get("seconds", time.time() - started)
     eval_dir = bundle.parent / "eval"
-    metrics = evaluate_bundle_recommender(cfg, load_baseline_bundle(bundle), catalog, split, eval_dir)
+    metrics = evaluate_recommender(cfg, load_recommender(bundle, device), catalog, split, eval_dir)
     notes = "training-set popularity" if name == "pop" else f"{name} {tag}".strip()
     return _row(row_name or name, cfg, metrics, train_seconds, eval_dir, notes)
 

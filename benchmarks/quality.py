@@ -1,7 +1,7 @@
 """Quality benchmark: every registered model on the same splits and evaluator, both protocols.
 
     python benchmarks/quality.py                       # temporal + loo, CPU
-    python benchmarks/quality.py --protocols temporal --device cuda sft.max_epochs=12
+    python benchmarks/quality.py --protocols temporal device=cuda sft.max_epochs=12
 
 Rows: pop, sasrec (small sweep of hidden size x dropout picked on validation
 NDCG@10, then mean ± std over seeds), gru4rec (seeds), sft (SID policy),
@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from benchmarks.common import per_sample_ndcg, policy_config, run_baseline, run_policy
-from training.baselines.train_seq import SeqConfig
+from training.config import SeqConfig
 from training.eval.bootstrap import paired_bootstrap_by_user
 from training.eval.report import git_commit, load_rows, merge_rows, write_report
 from training.eval.subset import select_subset
@@ -40,21 +40,24 @@ def settings_hash(*parts: object) -> str:
     return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:12]
 
 
-def pick_sasrec_config(cfg, catalog, split, device: str) -> tuple[SeqConfig, list[dict]]:
+def pick_sasrec_config(cfg, catalog, split) -> tuple[SeqConfig, list[dict]]:
     """Train each sweep point (seed 0) and keep the best by validation NDCG@10."""
-    from training.baselines.bundle import load_baseline_bundle, train_baseline_bundle
+    from training.baselines.bundle import train_baseline_bundle
+    from training.devices import resolve_device
+    from training.inference import load_recommender
 
     valid = select_subset(split.valid, 2000, 0)
     trials = []
     for hidden, dropout in SWEEP:
-        config = SeqConfig(hidden=hidden, dropout=dropout, device=device)
+        config = SeqConfig(hidden=hidden, dropout=dropout)
         tag = f"h{hidden}-d{dropout}-s0"
-        bundle = train_baseline_bundle("sasrec", cfg, catalog, split, config=config, tag=tag)
+        device = resolve_device(cfg.device)
+        bundle, _ = train_baseline_bundle("sasrec", cfg, catalog, split, config=config, tag=tag, device=device)
         trials.append({"hidden": hidden, "dropout": dropout,
-                       "valid_ndcg@10": validate(load_baseline_bundle(bundle), valid)})
+                       "valid_ndcg@10": validate(load_recommender(bundle, device), valid)})
         print(f"sasrec sweep {tag}: valid NDCG@10 {trials[-1]['valid_ndcg@10']:.4f}", flush=True)
     best = max(trials, key=lambda t: t["valid_ndcg@10"])
-    return SeqConfig(hidden=best["hidden"], dropout=best["dropout"], device=device), trials
+    return SeqConfig(hidden=best["hidden"], dropout=best["dropout"]), trials
 
 
 def seeded_rows(name: str, base: SeqConfig, seeds: int, cfg, catalog, split) -> dict:
@@ -107,10 +110,10 @@ def run_protocol(protocol: str, args, existing: dict) -> list[dict]:
         print(f"[{protocol}] {name}: NDCG@10 {row['metrics']['ndcg@10']:.4f}", flush=True)
 
     cached("pop", settings_hash("pop"), lambda: run_baseline("pop", cfg, catalog, split))
-    best, trials = pick_sasrec_config(cfg, catalog, split, args.device)
+    best, trials = pick_sasrec_config(cfg, catalog, split)
     cached("sasrec", settings_hash("sasrec", best.model_dump(), args.seeds),
            lambda: {**seeded_rows("sasrec", best, args.seeds, cfg, catalog, split), "sweep": trials})
-    gru = SeqConfig(hidden=best.hidden, dropout=best.dropout, device=args.device)
+    gru = SeqConfig(hidden=best.hidden, dropout=best.dropout)
     cached("gru4rec", settings_hash("gru4rec", gru.model_dump(), args.seeds),
            lambda: seeded_rows("gru4rec", gru, args.seeds, cfg, catalog, split))
     for name, preset in (("sft", "default"), ("sft_atomic", "atomic")):
@@ -123,10 +126,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--protocols", nargs="+", default=["temporal", "loo"], choices=["temporal", "loo"])
     parser.add_argument("--seeds", type=int, default=3, help="seeds for the classic baselines")
-    parser.add_argument("--device", default="cpu", help="cpu | cuda (baselines)")
     parser.add_argument("--notes-file", type=Path, default=Path("benchmarks/quality_notes.md"),
                         help="markdown appended to the report (what was tried)")
-    parser.add_argument("overrides", nargs="*", help="policy config overrides, e.g. sft.max_epochs=12")
+    parser.add_argument("overrides", nargs="*", help="config overrides, e.g. device=cuda sft.max_epochs=12")
     args = parser.parse_args()
     commit = git_commit()
     existing = {(r["name"], r["protocol"], r.get("settings")): r

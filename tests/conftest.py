@@ -37,8 +37,9 @@ def tiny_policy(tiny_catalog):
     """(model, tokenizer, scheme): random tiny Qwen3 over 2-level SIDs (+ disambiguation) of 12 items."""
     import numpy as np
 
+    from training.config import PolicyConfig
     from training.identifiers.rqkmeans import SemanticIdScheme
-    from training.models.policy import PolicyConfig, build_policy
+    from training.models.policy import build_policy
     from training.tokenization.builder import build_tokenizer, collect_vocabulary
 
     embeddings = np.random.default_rng(0).normal(size=(len(tiny_catalog), 8)).astype("float32")
@@ -46,3 +47,4 @@ def tiny_policy(tiny_catalog):
     tokenizer = build_tokenizer(collect_vocabulary(tiny_catalog, [], scheme.new_tokens()))
     config = PolicyConfig(hidden_size=32, num_layers=2, num_heads=2, num_kv_heads=1, intermediate_size=64)
     return build_policy(config, tokenizer, seed=0), tokenizer, scheme
+

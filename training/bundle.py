@@ -8,13 +8,20 @@
     <bundle>/policy/         HF-format causal LM, loadable by vLLM (policy bundles)
     <bundle>/model/          baseline weights + config (baseline bundles)
 
-`load_bundle` validates first and refuses a bundle with a clear message.
+The manifest also records `generation` (how to build prompts and decode: identifier
+scheme, prompt layout, max history, beam width, backend), `source` (a hash of the
+settings that made the bundle, so a cached bundle is reused only for the same
+settings) and `eval` (the evaluation settings whose metrics it may record).
+`write_bundle` is the one writer (temporary folder, manifest last, rename);
+`validate_bundle` refuses an incomplete or altered bundle with a clear message.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import shutil
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -45,18 +52,48 @@ def compute_bundle_version(root: Path) -> str:
     return digest.hexdigest()[:16]
 
 
-def write_manifest(root: Path, kind: str, name: str, dataset: dict, model: dict,
-                   identifier: dict | None = None, metrics: dict | None = None) -> dict:
-    """Write manifest.json after every other file of the bundle is in place."""
+def register_bundle_kind(kind: str, required: list[str]) -> None:
+    """Make `kind` a valid bundle kind whose folder must hold the `required` relative paths."""
+    REQUIRED[kind] = list(required)
+
+
+def write_manifest(root: Path, kind: str, name: str, dataset: dict, model: dict, **sections) -> dict:
+    """Write manifest.json after every other file of the bundle is in place.
+
+    sections: identifier, generation, source, eval, metrics (JSON-ready dicts or None).
+    """
     if kind not in REQUIRED:
         raise ValueError(f"unknown bundle kind {kind!r}; known: {sorted(REQUIRED)}")
     manifest = {
         "schema_version": SCHEMA_VERSION, "bundle_version": compute_bundle_version(root), "kind": kind,
         "name": name, "created_at": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
-        "dataset": dataset, "identifier": identifier, "model": model, "metrics": metrics or {},
+        "dataset": dataset, "model": model, "metrics": {}, **sections,
     }
     (root / MANIFEST).write_text(json.dumps(manifest, indent=2))
     return manifest
+
+
+def write_bundle(root: Path, fill: Callable[[Path], None], kind: str, name: str, dataset: dict, model: dict,
+                 **sections) -> dict:
+    """The one bundle writer: `fill(tmp)` writes the files, the manifest goes last, then an atomic swap.
+
+    A stale `eval/` folder next to the bundle (metrics of the bundle it replaces) is removed.
+    """
+    root = Path(root)
+    tmp = root.with_name(root.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    fill(tmp)
+    manifest = write_manifest(tmp, kind, name, dataset, model, **sections)
+    shutil.rmtree(root, ignore_errors=True)
+    shutil.rmtree(root.parent / "eval", ignore_errors=True)
+    tmp.rename(root)
+    return manifest
+
+
+def settings_hash(settings: dict) -> str:
+    """sha256 (first 16 hex) of a JSON-ready settings dict, key order ignored."""
+    return hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:16]
 
 
 def read_manifest(root: Path) -> dict:
@@ -64,9 +101,12 @@ def read_manifest(root: Path) -> dict:
     if not path.is_file():
         raise BundleError(f"{root} is not a bundle: {MANIFEST} is missing")
     try:
-        return json.loads(path.read_text())
-    except json.JSONDecodeError as err:
-        raise BundleError(f"{path} is not valid JSON: {err.msg}") from None
+        manifest = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise BundleError(f"{path} is not valid JSON ({type(err).__name__})") from None
+    if not isinstance(manifest, dict):
+        raise BundleError(f"{path} holds a JSON {type(manifest).__name__}, not a manifest object")
+    return manifest
 
 
 def validate_bundle(root: Path, check_hash: bool = True) -> dict:
@@ -90,7 +130,10 @@ def validate_bundle(root: Path, check_hash: bool = True) -> dict:
 
 
 def update_metrics(root: Path, metrics: dict) -> None:
-    """Record evaluation metrics in the manifest (the content hash does not cover the manifest)."""
+    """Record evaluation metrics in the manifest (the content hash does not cover the manifest).
+
+    Callers record only metrics of the bundle's own split and evaluation settings (`manifest["eval"]`).
+    """
     manifest = read_manifest(root)
     manifest["metrics"] = {**manifest.get("metrics", {}), **metrics}
     (Path(root) / MANIFEST).write_text(json.dumps(manifest, indent=2))

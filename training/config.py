@@ -1,5 +1,7 @@
 """One config system: frozen pydantic models loaded from YAML, `key.sub=value` overrides.
 
+A leaf module: it imports no torch, trainer or model code, so loading or
+printing a config is cheap; trainers and models import their section from here.
 A typo in a key is an error (`extra="forbid"`); the resolved config is saved
 next to every run's outputs.
 """
@@ -11,17 +13,21 @@ from pathlib import Path
 from typing import Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field
-
-from training.baselines.train_seq import SeqConfig
-from training.models.policy import PolicyConfig
-from training.trainers.sft import SFTConfig
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 CONFIG_DIR = Path(__file__).parent / "configs"
+Device = Literal["auto", "cpu", "cuda"]
 
 
-class DataConfig(BaseModel):
+class ConfigError(ValueError):
+    """A config file or override that cannot be read or does not validate."""
+
+
+class Section(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class DataConfig(Section):
     dataset: str = "ml-100k"
     format: Literal["ml100k_atomic", "movielens_local", "amazon2023"] = "ml100k_atomic"
     path: str | None = Field(None, description="folder of local files; None = fetch ML-100k")
@@ -31,8 +37,7 @@ class DataConfig(BaseModel):
     k_core: int = Field(0, ge=0)
 
 
-class IdentifierConfig(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
+class IdentifierConfig(Section):
     scheme: Literal["sid", "atomic", "titles"] = "sid"
     n_levels: int | None = Field(None, ge=1, le=4, description="None = sized for the catalog")
     n_codes: int | None = Field(None, ge=2, le=256)
@@ -42,8 +47,53 @@ class IdentifierConfig(BaseModel):
     seed: int = 0
 
 
-class EvalConfig(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
+class PolicyConfig(Section):
+    hidden_size: int = Field(128, ge=16)
+    num_layers: int = Field(2, ge=1)
+    num_heads: int = Field(4, ge=1)
+    num_kv_heads: int = Field(2, ge=1)
+    intermediate_size: int = Field(512, ge=16)
+    max_positions: int = Field(512, ge=64)
+    attention_dropout: float = Field(0.0, ge=0.0, lt=1.0)
+    base_model: str | None = None
+
+
+class SFTConfig(Section):
+    max_epochs: int = Field(8, ge=1)
+    batch_size: int = Field(64, ge=1)
+    lr: float = Field(3e-3, gt=0)
+    weight_decay: float = Field(0.1, ge=0)
+    warmup_steps: int = Field(100, ge=0)
+    grad_clip: float = Field(1.0, gt=0)
+    window: int = Field(21, ge=2)
+    stride: int = Field(10, ge=1)
+    alignment: bool = True
+    patience: int = Field(2, ge=1)
+    valid_samples: int = Field(2000, ge=1)
+    seed: int = 0
+    threads: int = Field(0, ge=0, description="torch threads; 0 = leave torch's default")
+
+
+class SeqConfig(Section):
+    """Hyper-parameters of a sequential baseline (SASRec, GRU4Rec); saved as config.json next to model.pt."""
+
+    hidden: int = Field(64, ge=1)
+    n_layers: int = Field(2, ge=1)
+    n_heads: int = Field(1, ge=1)
+    dropout: float = Field(0.2, ge=0.0, lt=1.0)
+    max_len: int = Field(20, ge=1)
+    stride: int = Field(10, ge=1, description="step between training windows of max_len + 1 items")
+    lr: float = Field(1e-3, gt=0.0)
+    weight_decay: float = Field(0.0, ge=0.0)
+    batch_size: int = Field(256, ge=1)
+    max_epochs: int = Field(50, ge=1)
+    patience: int = Field(3, ge=1)
+    min_epochs: int = Field(10, ge=1, description="no early stop before this epoch (GRU4Rec plateaus early)")
+    valid_samples: int = Field(2000, ge=0, description="seeded validation subset; 0 = all")
+    seed: int = 0
+
+
+class EvalConfig(Section):
     test_samples: int = Field(5000, ge=0, description="seeded subset size; 0 = all")
     seed: int = 0
     filter_seen: bool = False
@@ -51,10 +101,10 @@ class EvalConfig(BaseModel):
     batch_size: int = Field(64, ge=1)
 
 
-class RunConfig(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
+class RunConfig(Section):
     name: str = "sft"
     runs_dir: str = "runs"
+    device: Device = Field("auto", description="auto = cuda when available, else cpu; used by every command")
     data: DataConfig = DataConfig()
     identifiers: IdentifierConfig = IdentifierConfig()
     policy: PolicyConfig = PolicyConfig()
@@ -66,9 +116,13 @@ class RunConfig(BaseModel):
 def parse_override(text: str) -> tuple[list[str], object]:
     """"a.b=3" -> (["a", "b"], 3); the value is parsed as YAML (numbers, bools, null)."""
     if "=" not in text:
-        raise ValueError(f"override {text!r} is not of the form key.sub=value")
+        raise ConfigError(f"override {text!r} is not of the form key.sub=value")
     key, raw = text.split("=", 1)
-    return key.strip().split("."), yaml.safe_load(raw)
+    try:
+        value = yaml.safe_load(raw)
+    except yaml.YAMLError as err:
+        raise ConfigError(f"override {text!r}: value is not valid YAML ({_first_line(err)})") from None
+    return key.strip().split("."), value
 
 
 def apply_overrides(raw: dict, overrides: list[str]) -> dict:
@@ -78,24 +132,58 @@ def apply_overrides(raw: dict, overrides: list[str]) -> dict:
         for part in path[:-1]:
             node = node.setdefault(part, {})
             if not isinstance(node, dict):
-                raise ValueError(f"override {text!r}: {part!r} is not a section")
+                raise ConfigError(f"override {text!r}: {part!r} is not a section")
         node[path[-1]] = value
     return raw
 
 
+def list_presets() -> list[str]:
+    """Names of the YAML presets shipped in training/configs/."""
+    return sorted(p.stem for p in CONFIG_DIR.glob("*.yaml"))
+
+
+def _read_yaml(path: str | Path) -> dict:
+    candidate = Path(path)
+    if not candidate.is_file():
+        candidate = CONFIG_DIR / f"{path}.yaml"
+    if not candidate.is_file():
+        raise ConfigError(f"config {str(path)[:200]!r} not found (presets: {', '.join(list_presets())})")
+    try:
+        raw = yaml.safe_load(candidate.read_text())
+    except yaml.YAMLError as err:
+        raise ConfigError(f"{candidate}: not valid YAML ({_first_line(err)})") from None
+    if raw is not None and not isinstance(raw, dict):
+        raise ConfigError(f"{candidate}: expected a mapping of sections, got {type(raw).__name__}")
+    return raw or {}
+
+
 def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> RunConfig:
     """YAML file (a name in training/configs/ or a path) + overrides -> validated RunConfig."""
-    raw: dict = {}
-    if path:
-        candidate = Path(path)
-        if not candidate.exists():
-            candidate = CONFIG_DIR / f"{path}.yaml"
-        if not candidate.exists():
-            raise FileNotFoundError(f"config {path!r} not found (nor {candidate})")
-        raw = yaml.safe_load(candidate.read_text()) or {}
-    return RunConfig.model_validate(apply_overrides(raw, overrides or []))
+    raw = _read_yaml(path) if path else {}
+    try:
+        return RunConfig.model_validate(apply_overrides(raw, overrides or []))
+    except ValidationError as err:
+        problems = "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in err.errors())
+        raise ConfigError(problems) from None
 
 
 def save_config(cfg: BaseModel, path: Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(cfg.model_dump(mode="json"), indent=2))
+
+
+def config_differences(old: dict, new: dict, prefix: str = "") -> list[str]:
+    """Dotted keys whose values differ between two nested dicts, e.g. ["sft.lr: 0.003 -> 0.01"]."""
+    diffs = []
+    for key in sorted(set(old) | set(new)):
+        a, b = old.get(key), new.get(key)
+        name = f"{prefix}{key}"
+        if isinstance(a, dict) and isinstance(b, dict):
+            diffs.extend(config_differences(a, b, name + "."))
+        elif a != b:
+            diffs.append(f"{name}: {a!r} -> {b!r}")
+    return diffs
+
+
+def _first_line(err: Exception) -> str:
+    return str(err).splitlines()[0] if str(err) else type(err).__name__

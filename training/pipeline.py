@@ -1,28 +1,33 @@
 """Orchestration of the offline job: data -> identifiers -> tokenizer -> SFT -> bundle -> eval.
 
-Plain functions the CLI, the demo and the benchmarks call; every step caches
-its output (split files, embeddings, bundles) so a second run skips it.
+Plain functions the CLI, the demo and the benchmarks call. Every cached
+artifact is keyed by what made it: split files by a hash of the raw files and
+the data settings (recomputed on a mismatch: they are cheap), checkpoints and
+bundles by a hash of their training settings (refused on a mismatch, with the
+differing settings named and `--force` to override).
 """
 
 from __future__ import annotations
 
-import json
+import hashlib
 import shutil
 import time
 from pathlib import Path
 
-from training.bundle import load_bundle_catalog, validate_bundle, write_manifest
+from tqdm import tqdm
+
+from training.bundle import BundleError, settings_hash, validate_bundle, write_bundle
 from training.catalog import Catalog
-from training.config import RunConfig, save_config
-from training.data.adapters import load_dataset
+from training.config import RunConfig, config_differences, save_config
+from training.data.adapters import DatasetFormatError, load_dataset
 from training.data.fetch import fetch_ml100k
 from training.data.split import SplitData, build_split
-from training.data.store import load_split, write_split
-from training.eval.evaluator import evaluate
+from training.data.store import SplitIntegrityError, load_split, read_meta, write_split
 from training.eval.subset import select_subset
-from training.identifiers.base import IdentifierScheme, build_scheme, load_scheme
-from training.models.policy import build_policy, count_parameters, load_policy
+from training.identifiers.base import IdentifierScheme, build_scheme
+from training.models.policy import build_policy, count_parameters
 from training.models.policy_recommender import PolicyRecommender
+from training.prompts import PROMPT_LAYOUT_VERSION
 from training.tokenization.builder import (
     build_tokenizer,
     collect_vocabulary,
@@ -31,6 +36,12 @@ from training.tokenization.builder import (
 )
 from training.trainers.sft import train_sft
 from training.trainers.sft_data import build_alignment_examples, build_sequence_examples
+
+MAX_PROMPT_TOKENS = 480
+
+
+class StaleArtifactError(RuntimeError):
+    """A cached checkpoint or bundle was made by other settings than the ones asked for."""
 
 
 def raw_data_path(cfg: RunConfig) -> Path:
@@ -46,15 +57,52 @@ def split_dir(cfg: RunConfig) -> Path:
     return Path(cfg.data.data_dir) / "splits" / f"{cfg.data.dataset}-{cfg.data.protocol}{core}"
 
 
+def split_source_key(cfg: RunConfig, raw_path: Path) -> str:
+    """sha256 over the data settings that shape a split and the bytes of every raw file."""
+    digest = hashlib.sha256(settings_hash(cfg.data.model_dump(exclude={"data_dir", "path"})).encode())
+    files = [raw_path] if raw_path.is_file() else sorted(p for p in raw_path.rglob("*") if p.is_file())
+    for path in files:
+        digest.update(str(path.relative_to(raw_path) if path != raw_path else path.name).encode())
+        digest.update(hashlib.sha256(path.read_bytes()).digest())
+    return digest.hexdigest()
+
+
 def prepare_data(cfg: RunConfig) -> tuple[Catalog, SplitData]:
-    """Load the dataset, write the split files once, and return (catalog, split read back from disk)."""
-    dataset = load_dataset(cfg.data.format, raw_data_path(cfg))
+    """Load the dataset, (re)write the split files when their inputs changed, return (catalog, split from disk)."""
+    raw_path = raw_data_path(cfg)
+    dataset = load_dataset(cfg.data.format, raw_path)
+    if not dataset.interactions or not dataset.items:
+        raise DatasetFormatError(f"{raw_path}: {len(dataset.interactions)} interactions, {len(dataset.items)} items; "
+                                 "nothing to split")
     catalog = Catalog(dataset.items.values())
-    folder = split_dir(cfg)
-    if not (folder / "meta.json").exists():
+    folder, key = split_dir(cfg), split_source_key(cfg, raw_path)
+    reason = _split_stale_reason(folder, key)
+    if reason:
+        tqdm.write(f"writing split files to {folder} ({reason})")
         split = build_split(dataset, cfg.data.protocol, cfg.data.max_history, k_core=cfg.data.k_core)
-        write_split(split, folder)
+        _check_parts(split, len(dataset.interactions))
+        write_split(split, folder, source_key=key)
     return catalog, load_split(folder)
+
+
+def _split_stale_reason(folder: Path, key: str) -> str | None:
+    meta = read_meta(folder)
+    if meta is None:
+        return "none written yet"
+    if meta.get("source_key") != key:
+        return "raw files or data settings changed"
+    try:
+        load_split(folder)
+    except SplitIntegrityError:
+        return "files missing or altered"
+    return None
+
+
+def _check_parts(split: SplitData, n_interactions: int) -> None:
+    empty = [p for p in ("train", "valid", "test") if not getattr(split, p)]
+    if empty:
+        raise DatasetFormatError(f"the split has no {', '.join(empty)} samples ({n_interactions} interactions): "
+                                 "the dataset is too small for this protocol")
 
 
 def build_identifiers(cfg: RunConfig, catalog: Catalog, split: SplitData) -> IdentifierScheme:
@@ -80,23 +128,45 @@ def run_dir(cfg: RunConfig) -> Path:
     return Path(cfg.runs_dir) / cfg.name
 
 
-def train_policy_bundle(cfg: RunConfig, catalog: Catalog, split: SplitData, force: bool = False) -> Path:
-    """Train the SFT policy and write its bundle to runs/<name>/bundle (skipped if a valid one exists)."""
-    out = run_dir(cfg)
+def policy_settings(cfg: RunConfig, split: SplitData) -> dict:
+    """What makes a policy bundle (and its checkpoints): data, identifiers, model, SFT settings, split hash."""
+    return {"data": cfg.data.model_dump(mode="json", exclude={"data_dir", "path"}),
+            "identifiers": cfg.identifiers.model_dump(mode="json"), "policy": cfg.policy.model_dump(mode="json"),
+            "sft": cfg.sft.model_dump(mode="json"), "split_sha256": split.content_hash}
+
+
+def reuse_bundle(bundle: Path, settings: dict) -> bool:
+    """True when a valid bundle made by `settings` exists; False when none; StaleArtifactError otherwise."""
+    if not (bundle / "manifest.json").exists():
+        return False
+    try:
+        manifest = validate_bundle(bundle)
+    except BundleError as err:
+        raise StaleArtifactError(f"{err}; pass --force to retrain") from None
+    old = (manifest.get("source") or {}).get("settings") or {}
+    if old != settings:
+        diffs = "; ".join(config_differences(old, settings)[:6])
+        raise StaleArtifactError(f"{bundle} was made by other settings ({diffs}); pass --force to retrain, "
+                                 "or give another name=")
+    return True
+
+
+def train_policy_bundle(cfg: RunConfig, catalog: Catalog, split: SplitData, force: bool = False,
+                        device: str = "cpu") -> tuple[Path, bool]:
+    """Train the SFT policy into runs/<name>/bundle. Returns (bundle, written); a matching bundle is reused."""
+    out, settings = run_dir(cfg), policy_settings(cfg, split)
     bundle = out / "bundle"
-    if not force and (bundle / "manifest.json").exists():
-        validate_bundle(bundle)
-        if json.loads((out / "config.json").read_text()) != cfg.model_dump(mode="json"):
-            raise ValueError(f"{out} was trained with another config; pass --force to retrain, or another name=")
-        return bundle
     if force:
         shutil.rmtree(out / "train", ignore_errors=True)
+    elif reuse_bundle(bundle, settings):
+        return bundle, False
     save_config(cfg, out / "config.json")
     started = time.time()
     scheme = build_identifiers(cfg, catalog, split)
     tokenizer = build_policy_tokenizer(cfg, catalog, split, scheme)
     model = build_policy(cfg.policy, tokenizer, seed=cfg.sft.seed)
-    recommender = PolicyRecommender(model, tokenizer, scheme, catalog, cfg.eval.beam_width, name=cfg.name)
+    recommender = PolicyRecommender(model, tokenizer, scheme, catalog, cfg.eval.beam_width, MAX_PROMPT_TOKENS,
+                                    name=cfg.name)
     vocab = tokenizer.get_vocab()
 
     def encode(pieces):
@@ -107,57 +177,74 @@ def train_policy_bundle(cfg: RunConfig, catalog: Catalog, split: SplitData, forc
     if cfg.sft.alignment:
         examples += build_alignment_examples(catalog, encode, scheme.item_tokens)
     valid = select_subset(split.valid, cfg.sft.valid_samples, cfg.eval.seed)
-    summary = train_sft(model, examples, tokenizer.pad_token_id, cfg.sft, out / "train", recommender, valid)
-    summary["seconds"] = time.time() - started
-    summary["n_examples"] = len(examples)
-    save_policy_bundle(bundle, cfg, catalog, split, scheme, tokenizer, model, summary)
-    return bundle
+    summary = train_sft(model, examples, tokenizer.pad_token_id, cfg.sft, out / "train", recommender, valid,
+                        device=device, fingerprint=settings)
+    summary.update(seconds=time.time() - started, n_examples=len(examples), device=device)
+    save_policy_bundle(bundle, cfg, catalog, split, scheme, tokenizer, model.cpu(), summary, settings)
+    return bundle, True
 
 
 def build_policy_tokenizer(cfg: RunConfig, catalog: Catalog, split: SplitData, scheme: IdentifierScheme):
     """Local word-level tokenizer, or the base model's tokenizer extended with our tokens."""
     if cfg.policy.base_model:
+        if not Path(cfg.policy.base_model, "config.json").is_file():
+            raise FileNotFoundError(f"base model {cfg.policy.base_model[:200]!r} is not a local HF model folder "
+                                    "(no config.json)")
         return extend_pretrained_tokenizer(cfg.policy.base_model, collect_vocabulary(
             catalog, split.profiles.values(), scheme.new_tokens(), max_words=0))
     return build_tokenizer(collect_vocabulary(catalog, split.profiles.values(), scheme.new_tokens()))
 
 
-def save_policy_bundle(root: Path, cfg: RunConfig, catalog: Catalog, split: SplitData,
-                       scheme: IdentifierScheme, tokenizer, model, summary: dict) -> dict:
-    tmp = root.with_name(root.name + ".tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
-    catalog.save(tmp / "catalog.json")
-    scheme.save(tmp / "identifiers")
-    tokenizer.save_pretrained(tmp / "tokenizer")
-    model.save_pretrained(tmp / "policy", safe_serialization=True)
-    tokenizer.save_pretrained(tmp / "policy")
-    dataset = {"name": cfg.data.dataset, "protocol": split.protocol, "split_sha256": split.content_hash}
+def dataset_section(cfg: RunConfig, split: SplitData) -> dict:
+    return {"name": cfg.data.dataset, "protocol": split.protocol, "split_sha256": split.content_hash,
+            "split_dir": str(split_dir(cfg))}
+
+
+def eval_section(cfg: RunConfig) -> dict:
+    """The evaluation settings whose test metrics a bundle's manifest may record."""
+    return {"test_samples": cfg.eval.test_samples, "seed": cfg.eval.seed, "filter_seen": cfg.eval.filter_seen}
+
+
+def save_policy_bundle(root: Path, cfg: RunConfig, catalog: Catalog, split: SplitData, scheme: IdentifierScheme,
+                       tokenizer, model, summary: dict, settings: dict) -> dict:
+    def fill(tmp: Path) -> None:
+        catalog.save(tmp / "catalog.json")
+        scheme.save(tmp / "identifiers")
+        tokenizer.save_pretrained(tmp / "tokenizer")
+        model.save_pretrained(tmp / "policy", safe_serialization=True)
+        tokenizer.save_pretrained(tmp / "policy")
+
+    generation = {"identifier_scheme": scheme.name, "prompt_layout": PROMPT_LAYOUT_VERSION,
+                  "max_history": cfg.data.max_history, "beam_width": cfg.eval.beam_width, "backend": "batched",
+                  "max_prompt_tokens": MAX_PROMPT_TOKENS}
     model_info = {"architecture": type(model).__name__, "parameters": count_parameters(model),
                   "config": cfg.policy.model_dump(), "training": summary}
-    manifest = write_manifest(tmp, "policy", cfg.name, dataset, model_info, identifier=scheme.stats())
-    shutil.rmtree(root, ignore_errors=True)
-    tmp.rename(root)
-    return manifest
+    return write_bundle(root, fill, "policy", cfg.name, dataset_section(cfg, split), model_info,
+                        identifier=scheme.stats(), generation=generation, eval=eval_section(cfg),
+                        source={"settings_sha256": settings_hash(settings), "settings": settings})
 
 
-def load_policy_bundle(root: Path, beam_width: int = 20, device: str = "cpu") -> PolicyRecommender:
-    """Validated bundle -> PolicyRecommender (model, tokenizer, scheme, catalog from the bundle only)."""
-    from transformers import AutoTokenizer
-
-    manifest = validate_bundle(root)
-    if manifest["kind"] != "policy":
-        raise ValueError(f"{root} holds a {manifest['kind']!r} bundle, not a policy")
-    tokenizer = AutoTokenizer.from_pretrained(str(Path(root) / "tokenizer"))
-    model = load_policy(Path(root) / "policy").to(device)
-    scheme = load_scheme(Path(root) / "identifiers")
-    return PolicyRecommender(model, tokenizer, scheme, load_bundle_catalog(root), beam_width,
-                             name=manifest["name"])
+class SplitMismatchError(RuntimeError):
+    """A bundle scored on a split other than the one it was trained on."""
 
 
-def evaluate_bundle_recommender(cfg: RunConfig, recommender, catalog: Catalog, split: SplitData,
-                                out_dir: Path) -> dict:
+def check_bundle_split(manifest: dict, split: SplitData, allow_mismatch: bool = False) -> str | None:
+    """None when the bundle was trained on `split`; the mismatch text when allowed; SplitMismatchError else."""
+    dataset = manifest.get("dataset") or {}
+    if dataset.get("split_sha256") == split.content_hash:
+        return None
+    text = (f"the bundle was trained on {dataset.get('name')!r}/{dataset.get('protocol')!r} "
+            f"(split {str(dataset.get('split_sha256'))[:12]}), this split is {split.protocol!r} "
+            f"(split {split.content_hash[:12]})")
+    if not allow_mismatch:
+        raise SplitMismatchError(f"{text}; pass --allow-split-mismatch to score it anyway")
+    return text
+
+
+def evaluate_recommender(cfg: RunConfig, recommender, catalog: Catalog, split: SplitData, out_dir: Path) -> dict:
     """Evaluate on the seeded test subset every model shares; writes metrics.json + predictions.jsonl."""
+    from training.eval.evaluator import evaluate
+
     samples = select_subset(split.test, cfg.eval.test_samples, cfg.eval.seed)
     note = (f"{len(samples)} of {len(split.test)} test samples (seed {cfg.eval.seed})"
             if len(samples) < len(split.test) else f"all {len(samples)} test samples")
@@ -166,31 +253,7 @@ def evaluate_bundle_recommender(cfg: RunConfig, recommender, catalog: Catalog, s
                     batch_size=cfg.eval.batch_size, subset_note=note)
 
 
-def load_recommender(root: Path, beam_width: int = 20):
-    """Any bundle -> its recommender (policy or baseline); the loader it dispatches to validates in full."""
-    manifest = validate_bundle(root, check_hash=False)
-    if manifest["kind"] == "policy":
-        return load_policy_bundle(root, beam_width)
-    from training.baselines.bundle import load_baseline_bundle
-
-    return load_baseline_bundle(root)
-
-
-def build_request_sample(cfg: RunConfig, catalog: Catalog, user: str | None, history: str | None):
-    """A Sample for `reasonrec recommend`: explicit history, or the user's last items in the dataset."""
-    from training.data.types import Sample
-
-    if history:
-        items = tuple(i.strip() for i in history.split(",") if i.strip())
-        unknown = [i for i in items if i not in catalog]
-        if unknown:
-            raise ValueError(f"unknown item ids in --history: {unknown}")
-        return Sample(f"{user or 'anonymous'}:{len(items)}", user or "anonymous", items[-cfg.data.max_history:],
-                      "", None)
-    if not user:
-        raise ValueError("give --user or --history")
-    split = load_split(split_dir(cfg))
-    if user not in split.sequences:
-        raise ValueError(f"unknown user {user!r} (not in the dataset)")
-    seq = split.sequences[user]
-    return Sample(f"{user}:{len(seq)}", user, tuple(seq[-cfg.data.max_history:]), "", split.profiles.get(user))
+def may_record_metrics(manifest: dict, cfg: RunConfig, split: SplitData, default_out: bool) -> bool:
+    """A manifest records test metrics only from its own split, evaluation settings and default eval folder."""
+    same_split = (manifest.get("dataset") or {}).get("split_sha256") == split.content_hash
+    return default_out and same_split and manifest.get("eval") == eval_section(cfg)

@@ -17,6 +17,7 @@ from training.data.types import ItemInfo, UserProfile
 BOS, EOS, PAD, UNK, SEP = "<bos>", "<eos>", "<pad>", "<unk>", "<sep>"
 HIST, ALIGN = "<hist>", "<align>"
 THINK, THINK_END, ANSWER, ANSWER_END = "<think>", "</think>", "<answer>", "</answer>"
+PROMPT_LAYOUT_VERSION = 1  # bump when the layout changes; bundles record the version they were trained with
 STRUCTURE_TOKENS = [PAD, BOS, EOS, UNK, SEP, HIST, ALIGN, THINK, THINK_END, ANSWER, ANSWER_END]
 AGE_BUCKETS = ((18, "<18"), (25, "18-24"), (35, "25-34"), (45, "35-44"), (50, "45-49"), (56, "50-55"))
 _WORD = re.compile(r"[a-z0-9]+")

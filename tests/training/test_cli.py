@@ -5,32 +5,14 @@ import json
 import pytest
 from typer.testing import CliRunner
 
+from tests.movielens import tiny_cli_overrides, write_movielens
 from training.cli import app
-
-GENRE_FLAGS = "|".join(["0"] * 19)
-
-
-def write_movielens(folder, n_items=12, n_users=40, steps=10):
-    folder.mkdir()
-    (folder / "u.item").write_text(
-        "".join(f"{i}|Film {i} (199{i % 10})|01-Jan-1995||http://x|{GENRE_FLAGS}\n" for i in range(1, n_items + 1)),
-        encoding="latin-1")
-    (folder / "u.user").write_text("".join(f"{u}|{20 + u}|M|student|00000\n" for u in range(1, n_users + 1)))
-    rows = []
-    for u in range(1, n_users + 1):
-        for step in range(steps):
-            rows.append(f"{u}\t{(u + step) % n_items + 1}\t5\t{1000 * step + u}\n")
-    (folder / "u.data").write_text("".join(rows))
 
 
 @pytest.fixture
 def overrides(tmp_path):
     write_movielens(tmp_path / "ml")
-    return [f"data.path={tmp_path / 'ml'}", "data.format=movielens_local", "data.dataset=tiny",
-            f"data.data_dir={tmp_path / 'data'}", f"runs_dir={tmp_path / 'runs'}", "identifiers.scheme=atomic",
-            "policy.hidden_size=32", "policy.num_heads=2", "policy.num_kv_heads=1", "policy.intermediate_size=64",
-            "sft.max_epochs=6", "sft.lr=0.01", "sft.warmup_steps=5", "sft.batch_size=16", "sft.valid_samples=50",
-            "eval.test_samples=0", "eval.beam_width=5"]
+    return tiny_cli_overrides(tmp_path)
 
 
 @pytest.mark.slow
@@ -48,9 +30,16 @@ def test_split_train_eval_recommend(tmp_path, overrides):
     assert result.exit_code == 0, result.output
     metrics = json.loads((tmp_path / "runs" / "sft" / "eval" / "metrics.json").read_text())
     assert metrics["invalid_rate"] == 0.0
-    # the planted pattern (item i -> item i+1) is learnable: far above the 10/12 chance of HR@10... at HR@1-ish
-    assert metrics["hr@5"] > 5 / 12
-    result = runner.invoke(app, ["recommend", "--bundle", str(bundle), "--user", "3", "-k", "3", *overrides])
+    # planted pattern: item i is always followed by item i + 1, so the target is one fixed item of 12;
+    # a model that ignores the history hits it in the top 5 with probability 5/12 (0.42) at best
+    assert metrics["hr@5"] >= 0.9
+    # user 3 rated 10 of the 12 items: by default only the 2 unseen ones can come back
+    result = runner.invoke(app, ["recommend", "--bundle", str(bundle), "--user", "3", "-k", "3", "--json"])
+    assert result.exit_code == 0, result.output
+    doc = json.loads(result.stdout)
+    seen = {str((3 + step) % 12 + 1) for step in range(10)}
+    assert len(doc["items"]) == 2 and not {i["item_id"] for i in doc["items"]} & seen
+    result = runner.invoke(app, ["recommend", "--bundle", str(bundle), "--user", "3", "-k", "3", "--include-seen"])
     assert result.exit_code == 0, result.output
     assert result.output.count("(id ") == 3
 
@@ -68,8 +57,9 @@ def test_bad_inputs_give_clear_errors(tmp_path, overrides):
 def test_base_model_with_title_identifiers(tmp_path, overrides):
     """--base-model: any local HF causal LM directory; titles decoded under the trie, never invalid."""
     from training.catalog import Catalog
+    from training.config import PolicyConfig
     from training.data.adapters import load_dataset
-    from training.models.policy import PolicyConfig, build_policy
+    from training.models.policy import build_policy
     from training.tokenization.builder import build_tokenizer, collect_vocabulary
 
     catalog = Catalog(load_dataset("movielens_local", tmp_path / "ml").items.values())

@@ -1,15 +1,15 @@
-"""Baselines as bundles: the same artifact contract as the policy (DESIGN.md §4)."""
+"""Baselines as bundles: the same artifact contract and the same cache rules as the policy (DESIGN.md §4)."""
 
 from __future__ import annotations
 
-import shutil
 import time
 from pathlib import Path
 
-from training.bundle import load_bundle_catalog, validate_bundle, write_manifest
+from training.bundle import settings_hash, write_bundle
 from training.catalog import Catalog
-from training.config import RunConfig
+from training.config import RunConfig, SeqConfig
 from training.data.split import SplitData
+from training.pipeline import dataset_section, eval_section, reuse_bundle
 from training.recommender import ScoringRecommender
 
 
@@ -19,40 +19,39 @@ def baseline_bundle_dir(cfg: RunConfig, name: str, tag: str = "") -> Path:
     return Path(cfg.runs_dir) / f"{label}-{cfg.data.dataset}-{cfg.data.protocol}" / "bundle"
 
 
+def baseline_settings(name: str, cfg: RunConfig, split: SplitData, config: SeqConfig | None) -> dict:
+    """What makes a baseline bundle: its name, hyper-parameters (none for Pop), data settings, split hash."""
+    return {"baseline": name, "config": config.model_dump(mode="json") if config and name != "pop" else None,
+            "data": cfg.data.model_dump(mode="json", exclude={"data_dir", "path"}),
+            "split_sha256": split.content_hash}
+
+
 def save_baseline_bundle(root: Path, recommender: ScoringRecommender, cfg: RunConfig, catalog: Catalog,
-                         split: SplitData, summary: dict) -> dict:
-    tmp = root.with_name(root.name + ".tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
-    catalog.save(tmp / "catalog.json")
-    recommender.save(tmp / "model")
-    dataset = {"name": cfg.data.dataset, "protocol": split.protocol, "split_sha256": split.content_hash}
-    manifest = write_manifest(tmp, "baseline", recommender.name, dataset,
-                              {"baseline": recommender.name, "training": summary})
-    shutil.rmtree(root, ignore_errors=True)
-    tmp.rename(root)
-    return manifest
+                         split: SplitData, summary: dict, settings: dict) -> dict:
+    def fill(tmp: Path) -> None:
+        catalog.save(tmp / "catalog.json")
+        recommender.save(tmp / "model")
+
+    max_len = getattr(getattr(recommender, "config", None), "max_len", cfg.data.max_history)
+    return write_bundle(root, fill, "baseline", recommender.name, dataset_section(cfg, split),
+                        {"baseline": recommender.name, "training": summary},
+                        generation={"max_history": max_len}, eval=eval_section(cfg),
+                        source={"settings_sha256": settings_hash(settings), "settings": settings})
 
 
-def train_baseline_bundle(name: str, cfg: RunConfig, catalog: Catalog, split: SplitData,
-                          force: bool = False, config=None, tag: str = "") -> Path:
-    """Train baseline `name` on the split and write its bundle (skipped when a valid one exists)."""
-    from training.baselines.registry import train_baseline
+def train_baseline_bundle(name: str, cfg: RunConfig, catalog: Catalog, split: SplitData, force: bool = False,
+                          config: SeqConfig | None = None, tag: str = "", device: str = "cpu") -> tuple[Path, bool]:
+    """Train baseline `name` into its bundle. Returns (bundle, written); a bundle of other settings is refused."""
+    from training.baselines.registry import baseline_class
+    from training.baselines.train import train_baseline
 
-    root = baseline_bundle_dir(cfg, name, tag)
-    if not force and (root / "manifest.json").exists():
-        validate_bundle(root)
-        return root
+    config = None if name == "pop" else config or baseline_class(name).default_config()
+    root, settings = baseline_bundle_dir(cfg, name, tag), baseline_settings(name, cfg, split, config)
+    if not force and reuse_bundle(root, settings):
+        return root, False
     started = time.time()
-    recommender = train_baseline(name, split, catalog, config)
-    summary = {"seconds": time.time() - started,
-               "config": config.model_dump() if hasattr(config, "model_dump") else None}
-    save_baseline_bundle(root, recommender, cfg, catalog, split, summary)
-    return root
-
-
-def load_baseline_bundle(root: Path) -> ScoringRecommender:
-    from training.baselines.registry import load_baseline
-
-    validate_bundle(root)
-    return load_baseline(Path(root) / "model", load_bundle_catalog(root))
+    recommender = train_baseline(name, split, catalog, config, device=device)
+    summary = {"seconds": time.time() - started, "device": device,
+               "config": config.model_dump() if config is not None else None}
+    save_baseline_bundle(root, recommender, cfg, catalog, split, summary, settings)
+    return root, True

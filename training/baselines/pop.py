@@ -11,13 +11,16 @@ import json
 from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from training.catalog import Catalog
-from training.data.split import SplitData
 from training.data.types import Sample
 from training.recommender import ScoringRecommender
+
+if TYPE_CHECKING:
+    from training.data.split import SplitData
 
 
 class PopRecommender(ScoringRecommender):
@@ -49,5 +52,6 @@ class PopRecommender(ScoringRecommender):
         (folder / "counts.json").write_text(json.dumps(self.counts, sort_keys=True))
 
     @classmethod
-    def load(cls, folder: Path, catalog: Catalog) -> PopRecommender:
+    def load(cls, folder: Path, catalog: Catalog, device: str = "cpu") -> PopRecommender:
+        """Counts from `save` output (device unused: numpy scores)."""
         return cls(catalog, json.loads((Path(folder) / "counts.json").read_text()))

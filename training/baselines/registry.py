@@ -1,4 +1,4 @@
-"""Baselines by name: Pop, SASRec, GRU4Rec trained on the same split files (DESIGN.md §2)."""
+"""Baselines by name: Pop, SASRec, GRU4Rec (DESIGN.md §2). Loading only: training is in `train.py`."""
 
 from __future__ import annotations
 
@@ -8,9 +8,7 @@ from pathlib import Path
 from training.baselines.gru4rec import GRU4RecRecommender
 from training.baselines.pop import PopRecommender
 from training.baselines.sasrec import SASRecRecommender
-from training.baselines.train_seq import SeqConfig
 from training.catalog import Catalog
-from training.data.split import SplitData
 from training.recommender import ScoringRecommender
 
 BASELINES: dict[str, type] = {
@@ -20,22 +18,16 @@ BASELINES: dict[str, type] = {
 }
 
 
-def _get(name: str) -> type:
+def baseline_class(name: str) -> type:
     try:
         return BASELINES[name]
     except KeyError:
         raise ValueError(f"unknown baseline {name!r}; choose one of {sorted(BASELINES)}") from None
 
 
-def train_baseline(name: str, split: SplitData, catalog: Catalog, config: SeqConfig | None = None,
-                   progress: bool = True) -> ScoringRecommender:
-    """Train baseline `name` on split.train_sequences; config None = the baseline's defaults (Pop: unused)."""
-    return _get(name).train(split, catalog, config, progress=progress)
-
-
-def load_baseline(folder: Path, catalog: Catalog) -> ScoringRecommender:
+def load_baseline(folder: Path, catalog: Catalog, device: str = "cpu") -> ScoringRecommender:
     """Load a baseline saved with `.save(folder)`; its name is read from config.json / meta.json."""
     folder = Path(folder)
     meta = folder / "meta.json"
     name = json.loads((meta if meta.exists() else folder / "config.json").read_text())["name"]
-    return _get(name).load(folder, catalog)
+    return baseline_class(name).load(folder, catalog, device)

@@ -10,7 +10,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from training.baselines.train_seq import SeqConfig, SeqRecommender
+from training.baselines.seq_model import SeqRecommender
+from training.config import SeqConfig
 
 
 class SASRecModel(nn.Module):

@@ -1,55 +1,29 @@
-"""Shared parts of the sequential baselines (SASRec, GRU4Rec): config, windows, scoring, training loop.
+"""Training of the sequential baselines (SASRec, GRU4Rec): windows, validation, the loop.
 
-Index layout inside the models: item j in [0, n_items) is the catalog index, index n_items is
-padding. Sequences are left-padded to `max_len`, so the last position always holds the most
-recent item. Training is the "CE" variant: full-catalog cross-entropy at every position of
+Models and scoring live in `seq_model.py`. Training is the "CE" variant: full-catalog cross-entropy at every position of
 windows of `max_len + 1` items cut from each user's training sequence.
 """
 
 from __future__ import annotations
 
 import copy
-import hashlib
-import json
 import random
 import time
 from collections.abc import Sequence
-from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn.functional as F
-from pydantic import BaseModel, ConfigDict, Field
-from torch import nn
 from tqdm import tqdm
 
+from training.baselines.seq_model import SeqRecommender, encode_items, pad_left
 from training.catalog import Catalog
+from training.config import SeqConfig
 from training.data.split import SplitData
 from training.data.types import Sample
 from training.eval.metrics import ndcg_at_k
 from training.eval.subset import select_subset
 from training.recommender import ScoringRecommender
-
-
-class SeqConfig(BaseModel):
-    """Hyper-parameters of a sequential baseline; saved as config.json next to model.pt."""
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
-    hidden: int = Field(64, ge=1)
-    n_layers: int = Field(2, ge=1)
-    n_heads: int = Field(1, ge=1)
-    dropout: float = Field(0.2, ge=0.0, lt=1.0)
-    max_len: int = Field(20, ge=1)
-    stride: int = Field(10, ge=1, description="step between training windows of max_len + 1 items")
-    lr: float = Field(1e-3, gt=0.0)
-    weight_decay: float = Field(0.0, ge=0.0)
-    batch_size: int = Field(256, ge=1)
-    max_epochs: int = Field(50, ge=1)
-    patience: int = Field(3, ge=1)
-    min_epochs: int = Field(10, ge=1, description="no early stop before this epoch (GRU4Rec plateaus early)")
-    valid_samples: int = Field(2000, ge=0, description="seeded validation subset; 0 = all")
-    seed: int = 0
-    device: str = "cpu"
 
 
 def seed_everything(seed: int) -> None:
@@ -58,26 +32,6 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
     if torch.cuda.is_available():
         torch.cuda.manual_seed_all(seed)
-
-
-def catalog_fingerprint(catalog: Catalog) -> str:
-    """sha256 over the catalog's item ids in index order (a saved model is tied to that order)."""
-    return hashlib.sha256("\n".join(catalog.item_ids).encode()).hexdigest()
-
-
-def encode_items(items: Sequence[str], catalog: Catalog) -> list[int]:
-    """Raw ids -> catalog indices; ids the catalog does not hold are skipped."""
-    return [catalog.index_of(i) for i in items if i in catalog]
-
-
-def pad_left(rows: Sequence[Sequence[int]], length: int, pad: int) -> torch.Tensor:
-    """Keep the last `length` indices of each row and left-pad with `pad` -> LongTensor [n, length]."""
-    out = torch.full((len(rows), length), pad, dtype=torch.long)
-    for r, row in enumerate(rows):
-        tail = list(row)[-length:] if length > 0 else []
-        if tail:
-            out[r, length - len(tail):] = torch.tensor(tail, dtype=torch.long)
-    return out
 
 
 def build_windows(seqs: Sequence[Sequence[int]], max_len: int, stride: int, pad: int) -> torch.Tensor:
@@ -97,83 +51,15 @@ def build_windows(seqs: Sequence[Sequence[int]], max_len: int, stride: int, pad:
     return pad_left(rows, width, pad)
 
 
-class SeqRecommender(ScoringRecommender):
-    """Base of SASRec and GRU4Rec: a torch model mapping [batch, seq] indices to [batch, seq, hidden].
-
-    Subclasses set `name` and implement `build_model(n_items, config) -> nn.Module` whose module
-    has `forward(seq [b, L]) -> hidden [b, L, h]` and `logits(hidden [..., h]) -> [..., n_items]`.
-    """
-
-    name = "seq"
-
-    def __init__(self, catalog: Catalog, config: SeqConfig):
-        self.catalog = catalog
-        self.config = config
-        self.pad = len(catalog)
-        self.model = self.build_model(len(catalog), config).to(config.device)
-        self.train_log: list[dict] = []
-
-    @staticmethod
-    def build_model(n_items: int, config: SeqConfig) -> nn.Module:
-        raise NotImplementedError
-
-    @classmethod
-    def default_config(cls) -> SeqConfig:
-        return SeqConfig()
-
-    def encode_histories(self, samples: Sequence[Sample]) -> torch.Tensor:
-        """Sample histories -> LongTensor [n, max_len] (unknown ids skipped, left-padded)."""
-        rows = [encode_items(s.history, self.catalog) for s in samples]
-        return pad_left(rows, self.config.max_len, self.pad)
-
-    @torch.no_grad()
-    def score_all(self, samples: Sequence[Sample], batch_size: int = 1024) -> np.ndarray:
-        """Scores float32 [n_samples, n_items] in catalog index order (last-position logits)."""
-        self.model.eval()
-        seq = self.encode_histories(samples)
-        out = np.empty((len(samples), len(self.catalog)), dtype=np.float32)
-        for start in range(0, len(samples), batch_size):
-            batch = seq[start:start + batch_size].to(self.config.device)
-            hidden = self.model(batch)[:, -1]
-            out[start:start + len(batch)] = self.model.logits(hidden).float().cpu().numpy()
-        return out
-
-    def save(self, folder: Path) -> None:
-        """Write config.json, model.pt (state dict) and meta.json (name, catalog fingerprint, log)."""
-        folder = Path(folder)
-        folder.mkdir(parents=True, exist_ok=True)
-        (folder / "config.json").write_text(self.config.model_dump_json(indent=2))
-        state = {k: v.detach().cpu() for k, v in self.model.state_dict().items()}
-        torch.save(state, folder / "model.pt")
-        meta = {"name": self.name, "n_items": len(self.catalog),
-                "catalog_sha256": catalog_fingerprint(self.catalog), "train_log": self.train_log}
-        (folder / "meta.json").write_text(json.dumps(meta, indent=2))
-
-    @classmethod
-    def load(cls, folder: Path, catalog: Catalog, device: str | None = None) -> SeqRecommender:
-        """Rebuild from `save` output; the catalog must be the one the model was trained with."""
-        folder = Path(folder)
-        config = SeqConfig.model_validate_json((folder / "config.json").read_text())
-        if device is not None:
-            config = config.model_copy(update={"device": device})
-        meta = json.loads((folder / "meta.json").read_text())
-        if meta["catalog_sha256"] != catalog_fingerprint(catalog):
-            raise ValueError(f"{folder}: catalog differs from the one {meta['name']} was trained on")
-        rec = cls(catalog, config)
-        state = torch.load(folder / "model.pt", map_location=config.device, weights_only=True)
-        rec.model.load_state_dict(state)
-        rec.train_log = meta.get("train_log", [])
-        return rec
-
-    @classmethod
-    def train(cls, split: SplitData, catalog: Catalog, config: SeqConfig | None = None,
-              progress: bool = True) -> SeqRecommender:
-        """Seed, build, fit on split.train_sequences with early stopping on validation NDCG@10."""
-        config = config or cls.default_config()
-        seed_everything(config.seed)
-        rec = cls(catalog, config)
-        fit(rec, split, progress=progress)
-        return rec
+def train_seq_recommender(cls: type[SeqRecommender], split: SplitData, catalog: Catalog,
+                          config: SeqConfig | None = None, device: str = "cpu",
+                          progress: bool = True) -> SeqRecommender:
+    """Seed, build `cls`, fit on split.train_sequences with early stopping on validation NDCG@10."""
+    config = config or cls.default_config()
+    seed_everything(config.seed)
+    rec = cls(catalog, config, device)
+    fit(rec, split, progress=progress)
+    return rec
 
 
 def validation_ndcg(rec: ScoringRecommender, samples: Sequence[Sample], k: int = 10) -> float:
@@ -197,7 +83,7 @@ def _train_epoch(rec: SeqRecommender, windows: torch.Tensor, opt: torch.optim.Op
     order = torch.randperm(len(windows), generator=gen)
     losses = []
     for start in range(0, len(order), cfg.batch_size):
-        batch = windows[order[start:start + cfg.batch_size]].to(cfg.device)
+        batch = windows[order[start:start + cfg.batch_size]].to(rec.device)
         inputs, targets = batch[:, :-1], batch[:, 1:]
         logits = model.logits(model(inputs))  # [b, max_len, n_items]
         loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), targets.reshape(-1),

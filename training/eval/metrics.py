@@ -19,6 +19,11 @@ import numpy as np
 from training.catalog import id_sort_key
 
 DEFAULT_KS: tuple[int, ...] = (5, 10, 20)
+# The one list of metrics shown by the CLI, in reports and in benchmark rows (in this order).
+REPORTED_METRICS: tuple[str, ...] = (
+    "hr@5", "ndcg@5", "hr@10", "ndcg@10", "hr@20", "ndcg@20",
+    "hr_tail@10", "ndcg_tail@10", "invalid_rate", "coverage@10", "coverage@20",
+)  # fmt: skip
 
 
 def rank_of_target(ranked: Sequence[str], target: str) -> int | None:

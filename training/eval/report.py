@@ -16,11 +16,10 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 
+from training.eval.metrics import REPORTED_METRICS
+
 REPO_ROOT = Path(__file__).resolve().parents[2]
-MAIN_METRICS = (
-    "hr@5", "ndcg@5", "hr@10", "ndcg@10", "hr@20", "ndcg@20",
-    "hr_tail@10", "ndcg_tail@10", "invalid_rate", "coverage@10", "coverage@20",
-)  # fmt: skip
+MAIN_METRICS = REPORTED_METRICS
 ROW_KEY = ("name", "dataset", "protocol")
 
 

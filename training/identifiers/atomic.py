@@ -31,7 +31,7 @@ class AtomicScheme(IdentifierScheme):
     """item_ids: raw ids in a stable order (catalog order); new_tokens() follows it."""
 
     def __init__(self, item_ids: list[str]):
-        self._tokens: dict[str, str] = {}
+        super().__init__()
         for item_id in item_ids:
             self.add_item(item_id)
 
@@ -45,24 +45,8 @@ class AtomicScheme(IdentifierScheme):
     def depth(self) -> int:
         return 1
 
-    @property
-    def item_ids(self) -> list[str]:
-        return list(self._tokens)
-
-    def __len__(self) -> int:
-        return len(self._tokens)
-
-    def __contains__(self, item_id: object) -> bool:
-        return item_id in self._tokens
-
-    def item_tokens(self, item_id: str) -> tuple[str, ...]:
-        try:
-            return (self._tokens[item_id],)
-        except KeyError:
-            raise KeyError(f"item {item_id!r} has no atomic identifier") from None
-
     def new_tokens(self) -> list[str]:
-        return list(self._tokens.values())
+        return [tokens[0] for tokens in self._item_tokens.values()]
 
     def stats(self) -> dict[str, Any]:
         return {
@@ -74,12 +58,7 @@ class AtomicScheme(IdentifierScheme):
         }
 
     def add_item(self, item_id: str, embedding: np.ndarray | None = None, text: str | None = None) -> None:
-        if item_id in self._tokens:
-            raise ValueError(f"item {item_id!r} already has an atomic identifier")
-        self._tokens[item_id] = atomic_token(item_id)
-
-    def remove_item(self, item_id: str) -> None:
-        del self._tokens[item_id]
+        self._assign(item_id, (atomic_token(item_id),))
 
     def _state(self) -> dict[str, Any]:
         return {"item_ids": self.item_ids}

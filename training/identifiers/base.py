@@ -15,7 +15,7 @@ from __future__ import annotations
 import importlib
 import json
 from abc import ABC, abstractmethod
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -47,9 +47,17 @@ class IdentifierScheme(ABC):
 
     name: "sid" | "atomic" | "titles".
     depth: number of tokens per item if fixed, None if variable (titles).
+
+    The base class owns the two-way map raw item id <-> token tuple; subclasses
+    compute the tokens and record them with `_assign` / `_release`, so no two
+    items ever share an identifier.
     """
 
     name: ClassVar[str] = ""
+
+    def __init__(self) -> None:
+        self._item_tokens: dict[str, tuple[str, ...]] = {}
+        self._token_owner: dict[tuple[str, ...], str] = {}
 
     @classmethod
     @abstractmethod
@@ -61,15 +69,6 @@ class IdentifierScheme(ABC):
     @property
     @abstractmethod
     def depth(self) -> int | None: ...
-
-    @property
-    @abstractmethod
-    def item_ids(self) -> list[str]:
-        """Raw ids of the items the scheme currently holds."""
-
-    @abstractmethod
-    def item_tokens(self, item_id: str) -> tuple[str, ...]:
-        """The token strings `item_id` is written as (KeyError-like error if unknown)."""
 
     @abstractmethod
     def new_tokens(self) -> list[str]:
@@ -84,10 +83,6 @@ class IdentifierScheme(ABC):
         """Give a new item an identifier (cold start). embedding: [d] (SIDs); text: display name (titles)."""
 
     @abstractmethod
-    def remove_item(self, item_id: str) -> None:
-        """Forget an item; its identifier becomes free."""
-
-    @abstractmethod
     def _state(self) -> dict[str, Any]:
         """JSON-ready state written into scheme.json."""
 
@@ -95,19 +90,57 @@ class IdentifierScheme(ABC):
     @abstractmethod
     def _from_state(cls, state: dict[str, Any], directory: Path) -> IdentifierScheme: ...
 
+    @property
+    def item_ids(self) -> list[str]:
+        """Raw ids of the items the scheme currently holds, in the order they were added."""
+        return list(self._item_tokens)
+
     def __len__(self) -> int:
-        return len(self.item_ids)
+        return len(self._item_tokens)
 
     def __contains__(self, item_id: object) -> bool:
-        return item_id in set(self.item_ids)
+        return item_id in self._item_tokens
+
+    def item_tokens(self, item_id: str) -> tuple[str, ...]:
+        """The token strings `item_id` is written as; KeyError naming the item if unknown."""
+        try:
+            return self._item_tokens[item_id]
+        except KeyError:
+            raise KeyError(f"item {item_id!r} has no {self.name} identifier") from None
+
+    def item_for_tokens(self, tokens: Sequence[str]) -> str | None:
+        """The raw id written exactly as `tokens`, else None."""
+        return self._token_owner.get(tuple(tokens))
+
+    def remove_item(self, item_id: str) -> None:
+        """Forget an item; its identifier becomes free."""
+        self._release(item_id)
+
+    def _assign(self, item_id: str, tokens: Sequence[str]) -> None:
+        """Record `item_id` -> `tokens`; refuses an item already held or tokens another item owns."""
+        tokens = tuple(tokens)
+        if item_id in self._item_tokens:
+            raise ValueError(f"item {item_id!r} already has a {self.name} identifier")
+        owner = self._token_owner.get(tokens)
+        if owner is not None:
+            raise ValueError(f"item {item_id!r}: identifier {tokens} is already taken by item {owner!r}")
+        self._item_tokens[item_id] = tokens
+        self._token_owner[tokens] = item_id
+
+    def _release(self, item_id: str) -> tuple[str, ...]:
+        """Drop `item_id` and free its tokens (returned); KeyError naming the item if unknown."""
+        tokens = self.item_tokens(item_id)
+        del self._item_tokens[item_id]
+        del self._token_owner[tokens]
+        return tokens
 
     def item_text(self, item_id: str) -> str:
         """The identifier as one string (tokens concatenated), as it appears in prompts."""
         return "".join(self.item_tokens(item_id))
 
     def mapping(self) -> dict[str, tuple[str, ...]]:
-        """raw item id -> token strings, for every item."""
-        return {item_id: self.item_tokens(item_id) for item_id in self.item_ids}
+        """raw item id -> token strings, for every item (a copy)."""
+        return dict(self._item_tokens)
 
     def save(self, directory: Path) -> None:
         """Write `scheme.json` (and any extra files) into `directory`."""

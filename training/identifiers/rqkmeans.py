@@ -14,8 +14,9 @@ assignment (cap ceil(n/K) items per code), which evens out cluster sizes
 
 from __future__ import annotations
 
+import itertools
 import math
-from collections import Counter, defaultdict
+from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -34,6 +35,16 @@ CENTROIDS_FILE = "centroids.npz"
 def sid_token(level: int, code: int) -> str:
     """Token string of `code` at `level` (0-based), e.g. `<s1_3>`."""
     return f"<s{level}_{code}>"
+
+
+def sid_code(token: str) -> int:
+    """The code of a token written by `sid_token`: `<s1_3>` -> 3."""
+    return int(token[token.index("_") + 1: -1])
+
+
+def codes_to_tokens(codes: Sequence[int]) -> tuple[str, ...]:
+    """One token per level: (1, 0, 2) -> ("<s0_1>", "<s1_0>", "<s2_2>")."""
+    return tuple(sid_token(level, int(c)) for level, c in enumerate(codes))
 
 
 def default_codebook(n_items: int) -> tuple[int, int]:
@@ -143,11 +154,10 @@ class SemanticIdScheme(IdentifierScheme):
         codebook_sizes: Sequence[int],
         fit_info: dict[str, Any] | None = None,
     ):
+        super().__init__()
         self.centroids = [np.asarray(c, dtype=np.float32) for c in centroids]
         self.codebook_sizes = [int(k) for k in codebook_sizes]
         self.fit_info = dict(fit_info or {})
-        self._codes: dict[str, tuple[int, ...]] = {}
-        self._by_prefix: defaultdict[tuple[int, ...], set[int]] = defaultdict(set)
         for item_id, row in zip(item_ids, np.asarray(codes).tolist(), strict=True):
             self._put(item_id, tuple(int(c) for c in row))
 
@@ -192,10 +202,7 @@ class SemanticIdScheme(IdentifierScheme):
     def _put(self, item_id: str, codes: tuple[int, ...]) -> None:
         if len(codes) != len(self.codebook_sizes):
             raise ValueError(f"item {item_id!r}: {len(codes)} codes, expected {len(self.codebook_sizes)}")
-        if codes[-1] in self._by_prefix[codes[:-1]]:
-            raise ValueError(f"item {item_id!r}: semantic id {codes} is already taken")
-        self._codes[item_id] = codes
-        self._by_prefix[codes[:-1]].add(codes[-1])
+        self._assign(item_id, codes_to_tokens(codes))
 
     @property
     def n_levels(self) -> int:
@@ -206,25 +213,9 @@ class SemanticIdScheme(IdentifierScheme):
     def depth(self) -> int:
         return self.n_levels + 1
 
-    @property
-    def item_ids(self) -> list[str]:
-        return list(self._codes)
-
-    def __len__(self) -> int:
-        return len(self._codes)
-
-    def __contains__(self, item_id: object) -> bool:
-        return item_id in self._codes
-
     def codes_of(self, item_id: str) -> tuple[int, ...]:
-        """The L+1 codes of an item."""
-        try:
-            return self._codes[item_id]
-        except KeyError:
-            raise KeyError(f"item {item_id!r} has no semantic id") from None
-
-    def item_tokens(self, item_id: str) -> tuple[str, ...]:
-        return tuple(sid_token(level, c) for level, c in enumerate(self.codes_of(item_id)))
+        """The L+1 codes of an item (KeyError naming it if unknown)."""
+        return tuple(sid_code(token) for token in self.item_tokens(item_id))
 
     def new_tokens(self) -> list[str]:
         """Every (level, code) token, level by level, codes ascending."""
@@ -232,7 +223,8 @@ class SemanticIdScheme(IdentifierScheme):
 
     def code_matrix(self) -> np.ndarray:
         """[n, L+1] codes in `item_ids` order."""
-        return np.array(list(self._codes.values()), dtype=np.int64).reshape(len(self), self.depth)
+        rows = [self.codes_of(item_id) for item_id in self.item_ids]
+        return np.array(rows, dtype=np.int64).reshape(len(self), self.depth)
 
     def stats(self) -> dict[str, Any]:
         codes = self.code_matrix()
@@ -257,19 +249,12 @@ class SemanticIdScheme(IdentifierScheme):
         embedding: [d]. If that code exceeds the disambiguation codebook, the codebook grows
         and `new_tokens()` gains a token (callers must then extend their vocabulary).
         """
-        if item_id in self._codes:
-            raise ValueError(f"item {item_id!r} already has a semantic id")
         if embedding is None:
             raise ValueError(f"item {item_id!r}: semantic ids need an embedding")
         prefix = tuple(int(c) for c in encode_residual(np.asarray(embedding)[None, :], self.centroids)[0])
-        used = self._by_prefix[prefix]
-        free = next(c for c in range(len(used) + 1) if c not in used)
-        self.codebook_sizes[-1] = max(self.codebook_sizes[-1], free + 1)
+        free = next(c for c in itertools.count() if self.item_for_tokens(codes_to_tokens((*prefix, c))) is None)
         self._put(item_id, (*prefix, free))
-
-    def remove_item(self, item_id: str) -> None:
-        codes = self._codes.pop(item_id)
-        self._by_prefix[codes[:-1]].discard(codes[-1])
+        self.codebook_sizes[-1] = max(self.codebook_sizes[-1], free + 1)
 
     def _state(self) -> dict[str, Any]:
         return {

@@ -25,8 +25,7 @@ class TitleScheme(IdentifierScheme):
     """names: raw item id -> display name (unique, non-empty)."""
 
     def __init__(self, names: dict[str, str]):
-        self._names: dict[str, str] = {}
-        self._owner: dict[str, str] = {}
+        super().__init__()
         for item_id, name in names.items():
             self.add_item(item_id, text=name)
 
@@ -40,32 +39,15 @@ class TitleScheme(IdentifierScheme):
     def depth(self) -> None:
         return None
 
-    @property
-    def item_ids(self) -> list[str]:
-        return list(self._names)
-
-    def __len__(self) -> int:
-        return len(self._names)
-
-    def __contains__(self, item_id: object) -> bool:
-        return item_id in self._names
-
-    def item_tokens(self, item_id: str) -> tuple[str, ...]:
-        """One string: the display name (the tokenizer splits it)."""
-        try:
-            return (self._names[item_id],)
-        except KeyError:
-            raise KeyError(f"item {item_id!r} has no title identifier") from None
-
     def item_for_text(self, text: str) -> str | None:
         """The raw id whose display name is exactly `text` (after stripping), else None."""
-        return self._owner.get(text.strip())
+        return self.item_for_tokens((text.strip(),))
 
     def new_tokens(self) -> list[str]:
         return []
 
     def stats(self) -> dict[str, Any]:
-        lengths = [len(n) for n in self._names.values()] or [0]
+        lengths = [len(tokens[0]) for tokens in self._item_tokens.values()] or [0]
         return {
             "scheme": self.name,
             "n_items": len(self),
@@ -77,24 +59,16 @@ class TitleScheme(IdentifierScheme):
         }
 
     def add_item(self, item_id: str, embedding: np.ndarray | None = None, text: str | None = None) -> None:
-        """text: the display name; if another item already uses it, " [item_id]" is appended."""
-        if item_id in self._names:
-            raise ValueError(f"item {item_id!r} already has a title identifier")
+        """text: the display name (one token); if another item already uses it, " [item_id]" is appended."""
         name = (text or "").strip()
         if not name:
             raise ValueError(f"item {item_id!r} needs a non-empty title")
-        if name in self._owner:
+        if self.item_for_text(name) is not None:
             name = f"{name} [{item_id}]"
-            if name in self._owner:
-                raise ValueError(f"title {name!r} of item {item_id!r} is already taken")
-        self._names[item_id] = name
-        self._owner[name] = item_id
-
-    def remove_item(self, item_id: str) -> None:
-        del self._owner[self._names.pop(item_id)]
+        self._assign(item_id, (name,))
 
     def _state(self) -> dict[str, Any]:
-        return {"names": self._names}
+        return {"names": {item_id: tokens[0] for item_id, tokens in self._item_tokens.items()}}
 
     @classmethod
     def _from_state(cls, state: dict[str, Any], directory: Path) -> TitleScheme:

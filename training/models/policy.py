@@ -11,20 +11,9 @@ import os
 from pathlib import Path
 
 import torch
-from pydantic import BaseModel, ConfigDict, Field
 from transformers import AutoModelForCausalLM, PreTrainedTokenizerBase, Qwen3Config, Qwen3ForCausalLM
 
-
-class PolicyConfig(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
-    hidden_size: int = Field(128, ge=16)
-    num_layers: int = Field(2, ge=1)
-    num_heads: int = Field(4, ge=1)
-    num_kv_heads: int = Field(2, ge=1)
-    intermediate_size: int = Field(512, ge=16)
-    max_positions: int = Field(512, ge=64)
-    attention_dropout: float = Field(0.0, ge=0.0, lt=1.0)
-    base_model: str | None = None
+from training.config import PolicyConfig
 
 
 def build_qwen3_config(cfg: PolicyConfig, tokenizer: PreTrainedTokenizerBase) -> Qwen3Config:
@@ -54,7 +43,11 @@ def build_policy(cfg: PolicyConfig, tokenizer: PreTrainedTokenizerBase, seed: in
 
 
 def load_policy(path: Path) -> torch.nn.Module:
+    """An HF causal LM folder -> fp32 model in eval mode (no progress bar: loading is part of a request path)."""
+    from transformers.utils import logging as hf_logging
+
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    hf_logging.disable_progress_bar()
     model = AutoModelForCausalLM.from_pretrained(str(path), dtype=torch.float32)
     model.eval()
     return model

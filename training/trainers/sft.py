@@ -15,30 +15,12 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from pydantic import BaseModel, ConfigDict, Field
 from tqdm import tqdm
 
+from training.config import SFTConfig, config_differences
 from training.data.types import Sample
 from training.eval.metrics import per_sample_metrics
 from training.trainers.sft_data import Example, collate
-
-
-class SFTConfig(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
-    max_epochs: int = Field(8, ge=1)
-    batch_size: int = Field(64, ge=1)
-    lr: float = Field(3e-3, gt=0)
-    weight_decay: float = Field(0.1, ge=0)
-    warmup_steps: int = Field(100, ge=0)
-    grad_clip: float = Field(1.0, gt=0)
-    window: int = Field(21, ge=2)
-    stride: int = Field(10, ge=1)
-    alignment: bool = True
-    patience: int = Field(2, ge=1)
-    valid_samples: int = Field(2000, ge=1)
-    seed: int = 0
-    threads: int = Field(0, ge=0, description="torch threads; 0 = leave torch's default")
-    device: str = Field("cpu", description="cpu | cuda")
 
 
 def compute_next_token_loss(model, batch: dict[str, torch.Tensor]) -> torch.Tensor:
@@ -82,37 +64,40 @@ def _batches(examples: list[Example], batch_size: int, rng: random.Random) -> li
     return batches
 
 
+class CheckpointError(RuntimeError):
+    """A checkpoint that cannot be resumed: unreadable, or written by other settings."""
+
+
 def train_sft(model, examples: list[Example], pad_id: int, cfg: SFTConfig, run_dir: Path,
-              recommender, valid_samples: Sequence[Sample]) -> dict:
-    """Train in place; leaves the best-validation weights in `model`. Returns the training summary."""
+              recommender, valid_samples: Sequence[Sample], device: str = "cpu",
+              fingerprint: dict | None = None) -> dict:
+    """Train in place; leaves the best-validation weights in `model`. Returns the training summary.
+
+    fingerprint: JSON-ready description of what makes this run (configs, split hash); a
+    `last.pt` written under another fingerprint is refused, never silently resumed.
+    """
+    if not examples or not valid_samples:
+        raise ValueError(f"nothing to train on: {len(examples)} examples, {len(valid_samples)} validation samples")
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     run_dir.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(cfg.seed)
-    model.to(cfg.device)
-    rng = random.Random(cfg.seed)
+    model.to(device)
     optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay, betas=(0.9, 0.98))
     steps_per_epoch = math.ceil(len(examples) / cfg.batch_size)
     total_steps = steps_per_epoch * cfg.max_epochs
-    state = _resume(run_dir, model, optimizer)
-    log_path = run_dir / "log.jsonl"
+    fingerprint = fingerprint if fingerprint is not None else {"sft": cfg.model_dump(mode="json")}
+    state = _resume(run_dir, model, optimizer, fingerprint)
     for epoch in range(state["epoch"], cfg.max_epochs):
         if state["bad_epochs"] >= cfg.patience:
             break
         start = time.time()
         model.train()
-        losses = []
         batches = _batches(examples, cfg.batch_size, random.Random(cfg.seed * 1000 + epoch))
+        losses = []
         for i, batch in enumerate(tqdm(batches, desc=f"sft epoch {epoch + 1}/{cfg.max_epochs}", leave=False)):
-            for group in optimizer.param_groups:
-                group["lr"] = cfg.lr * lr_factor(epoch * steps_per_epoch + i, cfg.warmup_steps, total_steps)
-            tensors = {k: v.to(cfg.device) for k, v in collate(batch, pad_id).items()}
-            loss = compute_next_token_loss(model, tensors)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
-            optimizer.step()
-            losses.append(loss.item())
+            lr = cfg.lr * lr_factor(epoch * steps_per_epoch + i, cfg.warmup_steps, total_steps)
+            losses.append(_train_step(model, optimizer, collate(batch, pad_id), lr, cfg.grad_clip, device))
         model.eval()
         ndcg = validate(recommender, valid_samples)
         improved = ndcg > state["best_ndcg"]
@@ -120,26 +105,55 @@ def train_sft(model, examples: list[Example], pad_id: int, cfg: SFTConfig, run_d
         if improved:
             state.update(best_ndcg=ndcg, best_epoch=epoch + 1)
             torch.save(model.state_dict(), run_dir / "best.pt")
-        record = {"epoch": epoch + 1, "train_loss": float(np.mean(losses)), "valid_ndcg@10": ndcg,
-                  "seconds": time.time() - start}
-        with log_path.open("a") as fh:
-            fh.write(json.dumps(record) + "\n")
-        tqdm.write(f"epoch {epoch + 1}: loss {record['train_loss']:.4f}  valid NDCG@10 {ndcg:.4f}"
-                   f"  ({record['seconds']:.0f}s){'  *best' if improved else ''}")
-        torch.save({"model": model.state_dict(), "optimizer": optimizer.state_dict(), "state": state,
-                    "rng": rng.getstate()}, run_dir / "last.pt")
+        _log_epoch(run_dir, epoch, float(np.mean(losses)), ndcg, time.time() - start, improved)
+        _save_atomic({"model": model.state_dict(), "optimizer": optimizer.state_dict(), "state": state,
+                      "fingerprint": fingerprint}, run_dir / "last.pt")
     if (run_dir / "best.pt").exists():
-        model.load_state_dict(torch.load(run_dir / "best.pt", weights_only=True, map_location=cfg.device))
+        model.load_state_dict(torch.load(run_dir / "best.pt", weights_only=True, map_location=device))
     model.eval()
     return {"best_epoch": state["best_epoch"], "best_valid_ndcg@10": state["best_ndcg"],
             "epochs_run": state["epoch"]}
 
 
-def _resume(run_dir: Path, model, optimizer) -> dict:
+def _train_step(model, optimizer, batch: dict[str, torch.Tensor], lr: float, grad_clip: float, device: str) -> float:
+    for group in optimizer.param_groups:
+        group["lr"] = lr
+    loss = compute_next_token_loss(model, {k: v.to(device) for k, v in batch.items()})
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
+    optimizer.step()
+    return loss.item()
+
+
+def _log_epoch(run_dir: Path, epoch: int, loss: float, ndcg: float, seconds: float, improved: bool) -> None:
+    record = {"epoch": epoch + 1, "train_loss": loss, "valid_ndcg@10": ndcg, "seconds": seconds}
+    with (run_dir / "log.jsonl").open("a") as fh:
+        fh.write(json.dumps(record) + "\n")
+    tqdm.write(f"epoch {epoch + 1}: loss {loss:.4f}  valid NDCG@10 {ndcg:.4f}"
+               f"  ({seconds:.0f}s){'  *best' if improved else ''}")
+
+
+def _save_atomic(obj: dict, path: Path) -> None:
+    """Write to a temporary name, then rename: an interrupted save never leaves a truncated checkpoint."""
+    tmp = path.with_name(path.name + ".tmp")
+    torch.save(obj, tmp)
+    tmp.replace(path)
+
+
+def _resume(run_dir: Path, model, optimizer, fingerprint: dict) -> dict:
     last = run_dir / "last.pt"
     if not last.exists():
         return {"epoch": 0, "best_ndcg": -1.0, "best_epoch": 0, "bad_epochs": 0}
-    checkpoint = torch.load(last, weights_only=False, map_location=next(model.parameters()).device)
+    try:
+        checkpoint = torch.load(last, weights_only=False, map_location=next(model.parameters()).device)
+    except Exception as err:  # torch raises many types for a damaged file
+        raise CheckpointError(f"{last} is unreadable ({type(err).__name__}); delete it or pass --force") from None
+    old = checkpoint.get("fingerprint") if isinstance(checkpoint, dict) else None
+    if old != fingerprint:
+        diffs = config_differences(old or {}, fingerprint)
+        raise CheckpointError(f"{last} was written by other settings ({'; '.join(diffs[:5]) or 'unknown'}); "
+                              "pass --force to start over")
     model.load_state_dict(checkpoint["model"])
     optimizer.load_state_dict(checkpoint["optimizer"])
     tqdm.write(f"resuming from {last} after epoch {checkpoint['state']['epoch']}")

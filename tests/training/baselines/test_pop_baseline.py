@@ -1,7 +1,8 @@
 import numpy as np
 
 from training.baselines.pop import PopRecommender
-from training.baselines.registry import load_baseline, train_baseline
+from training.baselines.registry import load_baseline
+from training.baselines.train import train_baseline
 from training.catalog import Catalog
 from training.data.split import SplitData
 from training.data.types import ItemInfo, Sample

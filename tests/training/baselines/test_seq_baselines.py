@@ -5,10 +5,13 @@ import pytest
 import torch
 
 from training.baselines.gru4rec import GRU4RecRecommender
-from training.baselines.registry import BASELINES, load_baseline, train_baseline
+from training.baselines.registry import BASELINES, load_baseline
 from training.baselines.sasrec import SASRecRecommender
-from training.baselines.train_seq import SeqConfig, build_windows, pad_left
+from training.baselines.seq_model import pad_left
+from training.baselines.train import train_baseline
+from training.baselines.train_seq import build_windows
 from training.catalog import Catalog
+from training.config import SeqConfig
 from training.data.split import SplitData
 from training.data.types import ItemInfo, Sample
 

@@ -31,12 +31,41 @@ def test_ppmi_hand_computed(catalog):
     assert np.allclose(values, math.log(2))
 
 
-def test_cooccurring_items_embed_closer_and_unseen_items_are_zero(catalog):
-    sequences = {f"u{k}": ["1", "2"] * 3 + ["3", "4"] * 3 for k in range(5)}
-    emb = compute_cooccurrence_embeddings(sequences, catalog, dim=3, window=1)
-    assert emb.shape == (5, 3)
-    assert np.allclose(emb[4], 0)
-    assert np.allclose(np.linalg.norm(emb[:4], axis=1), 1, atol=1e-5)
+def cosine_distance(a: np.ndarray, b: np.ndarray) -> float:
+    return 1.0 - float(a @ b / (np.linalg.norm(a) * np.linalg.norm(b)))
+
+
+@pytest.fixture
+def two_groups():
+    """Items 1-3 are only ever consumed together, so are 4-6; item 7 never appears."""
+    catalog = Catalog(ItemInfo(str(i), f"t{i}") for i in range(1, 8))
+    sequences = {"a": ["1", "2", "3"] * 2, "b": ["4", "5", "6"] * 2, "c": ["3", "1", "2"], "d": ["6", "4", "5"]}
+    return catalog, sequences
+
+
+def test_cooccurring_items_embed_closer_than_items_that_never_cooccur(two_groups):
+    catalog, sequences = two_groups
+    # dim 2 keeps exactly the two group directions of the block-diagonal PPMI matrix
+    emb = compute_cooccurrence_embeddings(sequences, catalog, dim=2, window=2)
+    assert emb.shape == (7, 2)
+    for a, b in [(0, 1), (0, 2), (3, 4), (4, 5)]:
+        assert cosine_distance(emb[a], emb[b]) < 0.05
+    for a, b in [(0, 3), (1, 4), (2, 5)]:
+        assert cosine_distance(emb[a], emb[b]) > 0.95
+    assert np.allclose(np.linalg.norm(emb[:6], axis=1), 1, atol=1e-5)
+    assert np.allclose(emb[6], 0)
+
+
+def test_fusion_lets_cooccurrence_outweigh_misleading_text(two_groups):
+    catalog, sequences = two_groups
+    text = np.eye(7, dtype=np.float32)
+    text[3] = text[0]  # items 1 and 4 have the same text, items 1 and 2 unrelated text
+    inter = compute_cooccurrence_embeddings(sequences, catalog, dim=2, window=2)
+    assert cosine_distance(text[0], text[3]) < cosine_distance(text[0], text[1])
+    fused = fuse_embeddings(text, inter, 0.75)
+    # distance = 1 - 0.25 * cos_text - 0.75 * cos_interaction
+    assert cosine_distance(fused[0], fused[1]) == pytest.approx(0.25, abs=0.02)
+    assert cosine_distance(fused[0], fused[3]) == pytest.approx(0.75, abs=0.02)
 
 
 def test_fuse_keeps_unit_norm_and_checks_weight():

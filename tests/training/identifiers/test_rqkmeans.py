@@ -11,6 +11,7 @@ from training.identifiers.rqkmeans import (
     disambiguate,
     fit_residual_kmeans,
     residual_norms,
+    sid_code,
     sid_token,
 )
 from training.identifiers.trie import ItemTrie
@@ -82,7 +83,8 @@ def test_tokens_and_new_tokens_by_hand():
     scheme = hand_scheme()
     assert scheme.depth == 3 and scheme.n_levels == 2
     assert scheme.item_tokens("b") == ("<s0_1>", "<s1_0>", "<s2_1>")
-    assert sid_token(3, 0) == "<s3_0>"
+    assert sid_token(3, 0) == "<s3_0>" and sid_code(sid_token(3, 12)) == 12
+    assert scheme.item_for_tokens(("<s0_1>", "<s1_0>", "<s2_1>")) == "b"
     assert scheme.new_tokens() == ["<s0_0>", "<s0_1>", "<s1_0>", "<s1_1>", "<s2_0>", "<s2_1>"]
     stats = scheme.stats()
     assert stats["collision_rate_before_disambiguation"] == pytest.approx(2 / 3)
@@ -103,6 +105,16 @@ def test_add_item_takes_nearest_codes_and_next_free_disambiguation():
         scheme.add_item("f", embedding=np.zeros(2))
     with pytest.raises(ValueError, match="embedding"):
         scheme.add_item("g")
+
+
+def test_shared_codes_and_repeated_items_are_refused():
+    centroids = [np.zeros((1, 2))]
+    with pytest.raises(ValueError, match="taken by item 'a'"):
+        SemanticIdScheme(["a", "b"], np.array([[0, 0], [0, 0]]), centroids, [1, 1])
+    scheme = SemanticIdScheme(["a"], np.array([[0, 0]]), centroids, [1, 1])
+    with pytest.raises(ValueError, match="already has"):
+        scheme.add_item("a", embedding=np.zeros(2))
+    assert scheme.codebook_sizes == [1, 1]  # the refused item did not grow the codebook
 
 
 def test_build_from_catalog_gives_unique_ids_and_round_trips(tmp_path):
