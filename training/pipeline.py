@@ -81,6 +81,7 @@ def prepare_data(cfg: RunConfig) -> tuple[Catalog, SplitData]:
         tqdm.write(f"writing split files to {folder} ({reason})")
         split = build_split(dataset, cfg.data.protocol, cfg.data.max_history, k_core=cfg.data.k_core)
         _check_parts(split, len(dataset.interactions))
+        (folder / "meta.json").unlink(missing_ok=True)  # never skip the write: some file is stale or gone
         write_split(split, folder, source_key=key)
     return catalog, load_split(folder)
 

@@ -7,11 +7,15 @@ terminal at an internal node): `is_complete` and `item_at` answer for the
 exact sequence, `allowed_next` for its continuations. Callers that decode
 variable-length identifiers (titles) append an end token so that "stop here"
 is itself a choice.
+
+Every node counts the items at or below it (`count_under`), so a set of
+excluded items can be turned into the prefixes that lead only to excluded
+items (`dead_prefixes`), which a beam search masks to skip seen items.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 
 
 class DuplicateSequenceError(ValueError):
@@ -19,11 +23,12 @@ class DuplicateSequenceError(ValueError):
 
 
 class _Node:
-    __slots__ = ("children", "item", "_sorted")
+    __slots__ = ("children", "item", "count", "_sorted")
 
     def __init__(self) -> None:
         self.children: dict[int, _Node] = {}
         self.item: str | None = None
+        self.count = 0  # items whose sequence ends at or below this node
         self._sorted: tuple[int, ...] | None = None
 
     def sorted_children(self) -> tuple[int, ...]:
@@ -74,18 +79,20 @@ class ItemTrie:
             if self._sequences[item_id] == seq:
                 return
             raise ValueError(f"item {item_id!r} is already in the trie with {self._sequences[item_id]}")
-        node = self._root
+        path = [self._root]
         for tok in seq:
-            child = node.children.get(tok)
+            child = path[-1].children.get(tok)
             if child is None:
-                child = node.children[tok] = _Node()
-                node._sorted = None
-            node = child
-        if node.item is not None:
+                child = path[-1].children[tok] = _Node()
+                path[-1]._sorted = None
+            path.append(child)
+        if path[-1].item is not None:
             raise DuplicateSequenceError(
-                f"sequence {list(seq)} of item {item_id!r} is already owned by item {node.item!r}"
+                f"sequence {list(seq)} of item {item_id!r} is already owned by item {path[-1].item!r}"
             )
-        node.item = item_id
+        path[-1].item = item_id
+        for node in path:
+            node.count += 1
         self._sequences[item_id] = seq
 
     def delete(self, item_id: str) -> None:
@@ -95,9 +102,11 @@ class ItemTrie:
         for tok in seq:
             path.append(path[-1].children[tok])
         path[-1].item = None
+        for node in path:
+            node.count -= 1
         for depth in range(len(seq), 0, -1):
             node, parent = path[depth], path[depth - 1]
-            if node.children or node.item is not None:
+            if node.count:
                 break
             del parent.children[seq[depth - 1]]
             parent._sorted = None
@@ -127,3 +136,27 @@ class ItemTrie:
     def is_valid_prefix(self, prefix: Sequence[int]) -> bool:
         """True when `prefix` (possibly empty) can still be extended or ends at an item."""
         return self._find(prefix) is not None
+
+    def count_under(self, prefix: Sequence[int]) -> int:
+        """Number of items whose sequence starts with `prefix` (the item at `prefix` itself included)."""
+        node = self._find(prefix)
+        return 0 if node is None else node.count
+
+    def dead_prefixes(self, excluded: Iterable[str]) -> frozenset[tuple[int, ...]]:
+        """Prefixes (non-empty, full sequences included) under which every item is in `excluded`.
+
+        Cost O(|excluded| * depth). Ids that are not in the trie are ignored.
+        """
+        hits: dict[tuple[int, ...], int] = {}
+        totals: dict[tuple[int, ...], int] = {}
+        for item_id in set(excluded):
+            seq = self._sequences.get(item_id)
+            if seq is None:
+                continue
+            node = self._root
+            for depth, tok in enumerate(seq, start=1):
+                node = node.children[tok]
+                prefix = seq[:depth]
+                hits[prefix] = hits.get(prefix, 0) + 1
+                totals[prefix] = node.count
+        return frozenset(p for p, n in hits.items() if n == totals[p])

@@ -13,7 +13,6 @@ from training.rollout.beam import TrieBeamSearch
 from training.rollout.generator import HFTrieBeamGenerator
 from training.tokenization.builder import encode_pieces
 
-MAX_BEAM = 100
 BACKENDS = {"batched": TrieBeamSearch, "hf_generate": HFTrieBeamGenerator}
 
 
@@ -55,11 +54,7 @@ class PolicyRecommender:
         return ids
 
     def rank(self, samples: Sequence[Sample], k: int, exclude: Sequence[set[str]] | None = None) -> list[list[str]]:
-        extra = max((len(e) for e in exclude), default=0) if exclude else 0
-        width = min(k + extra, MAX_BEAM)
-        results = self.generator.top_items([self.prompt_ids(s) for s in samples], width)
-        ranked = []
-        for row, pairs in enumerate(results):
-            banned = exclude[row] if exclude else set()
-            ranked.append([item for item, _ in pairs if item not in banned][:k])
-        return ranked
+        """Per sample, the top-k raw item ids; items in exclude[row] are masked inside the beam search,
+        so k come back whenever the catalog holds >= k items outside it (beam width max(k, beam_width))."""
+        results = self.generator.top_items([self.prompt_ids(s) for s in samples], k, exclude)
+        return [[item for item, _ in pairs] for pairs in results]

@@ -4,32 +4,43 @@ All prompts x beams advance one identifier level per forward pass; the prompt
 is encoded once and its KV cache is repeated per beam and re-indexed as beams
 are chosen. Scores are exact log P(item | prompt): log-softmax over the whole
 vocabulary, then only trie children are candidates (no renormalisation).
+
+Seen-item exclusion happens inside the search: per prompt, the trie's
+`dead_prefixes(excluded)` (prefixes under which every item is excluded) are
+masked as candidates at every level, so no beam is spent on them.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 
 import torch
 
 from training.identifiers.trie import ItemTrie
-from training.rollout.generator import TrieGeneratorBase, left_pad
+from training.padding import pad_rows
+from training.rollout.generator import TrieGeneratorBase
 
 STAY = -2  # a finished item (variable-length ids) keeps its place at no cost
 
 
 def expand_candidates(
-    trie: ItemTrie, prefixes: Sequence[tuple[int, ...]], cache: dict
+    trie: ItemTrie, prefixes: Sequence[tuple[int, ...]], cache: dict,
+    dead: Sequence[frozenset[tuple[int, ...]]] | None = None,
 ) -> torch.Tensor:
     """Children token ids of every prefix, padded with -1: [n_prefixes, max_children].
 
     A complete item's prefix has the single candidate STAY (its path is finished).
+    cache: prefix -> children, shared by all rows; dead: per row, prefixes to drop
+    (a child is dropped when prefix + (token,) is dead, STAY when the prefix itself is).
     """
     children = []
-    for prefix in prefixes:
+    for row, prefix in enumerate(prefixes):
         if prefix not in cache:
             cache[prefix] = trie.allowed_next(prefix) or ([STAY] if trie.item_at(prefix) else [])
-        children.append(cache[prefix])
+        kids = cache[prefix]
+        if dead is not None and dead[row]:
+            kids = [t for t in kids if (prefix if t == STAY else prefix + (t,)) not in dead[row]]
+        children.append(kids)
     width = max(1, max(len(c) for c in children))
     out = torch.full((len(children), width), -1, dtype=torch.long)
     for row, c in enumerate(children):
@@ -62,25 +73,45 @@ def select_beams(
 
 
 class TrieBeamSearch(TrieGeneratorBase):
-    """Top-k distinct items per prompt (variable-length ids finish early and keep their score)."""
+    """Top-k distinct items per prompt (variable-length ids finish early and keep their score).
+
+    With exclusions, exactly min(width, N) distinct items come back (N = non-excluded items in the
+    trie), so k of them whenever N >= k. Call a prefix live when some non-excluded item lies under
+    it; dead candidates are -1, so only live ones get a finite score. Let F_l be the number of
+    distinct truncations of non-excluded items to l tokens (F_0 = 1, F_l grows with l,
+    F_depth = N). Distinct beams hold distinct prefixes, and a live beam has a live candidate
+    (a live child, or STAY once its item is whole). Induction: if level l keeps min(width, F_l)
+    live beams, either they are all F_l truncations, whose live candidates are all F_l+1
+    truncations, or they are width beams with >= width distinct live candidates; level l + 1
+    keeps min(width, F_l+1) either way. After `depth` levels a live prefix is a whole item.
+    (Assumes no item's ids are a proper prefix of another's: `build_item_trie` appends EOS.)
+    """
 
     def __init__(self, model, trie: ItemTrie, depth: int, pad_id: int, beam_width: int = 20):
         super().__init__(model, trie, depth, pad_id, beam_width)
         self._children: dict[tuple[int, ...], list[int]] = {}
 
     @torch.inference_mode()
-    def top_items(self, prompts: Sequence[list[int]], k: int) -> list[list[tuple[str, float]]]:
-        width = max(k, self.beam_width)
+    def top_items(
+        self, prompts: Sequence[list[int]], k: int, exclude: Sequence[Collection[str]] | None = None
+    ) -> list[list[tuple[str, float]]]:
+        """prompts: n token-id lists; exclude: per prompt, raw ids never to return.
+
+        Returns per prompt min(k, #non-excluded items) (raw item id, log P) pairs, best first, distinct.
+        """
+        width = self.width_for(k)
         device = next(self.model.parameters()).device
-        ids, attention = (t.to(device) for t in left_pad(prompts, self.pad_id))
+        ids, attention = (t.to(device) for t in pad_rows(prompts, self.pad_id))
         n = len(prompts)
+        dead = self.dead_prefixes(exclude, n)
         out = self.model(input_ids=ids, attention_mask=attention, use_cache=True, logits_to_keep=1)
-        cache = out.past_key_values
+        cache = out.cache
         logprobs = torch.log_softmax(out.logits[:, -1].float(), dim=-1)
         prefixes: list[tuple[int, ...]] = [()] * n
         beam_scores = torch.zeros(n, device=device)
         for level in range(self.depth):
-            candidates = expand_candidates(self.trie, prefixes, self._children).to(device)
+            row_dead = None if dead is None else [d for d in dead for _ in range(len(prefixes) // n)]
+            candidates = expand_candidates(self.trie, prefixes, self._children, row_dead).to(device)
             parent, tokens, scores = select_beams(logprobs, beam_scores, candidates, n, width)
             flat_parent, flat_tokens = parent.reshape(-1), tokens.reshape(-1)
             prefixes = [prefixes[p] + (t,) if t >= 0 else prefixes[p]
@@ -94,7 +125,7 @@ class TrieBeamSearch(TrieGeneratorBase):
             step_tokens = torch.where(flat_tokens >= 0, flat_tokens, self.pad_id)
             step = self.model(input_ids=step_tokens[:, None], attention_mask=attention,
                               cache=cache, use_cache=True)
-            cache = step.past_key_values
+            cache = step.cache
             logprobs = torch.log_softmax(step.logits[:, -1].float(), dim=-1)
         return self._collect(prefixes, beam_scores, n, k)
 

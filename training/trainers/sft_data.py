@@ -16,6 +16,7 @@ import torch
 
 from training.catalog import Catalog
 from training.data.types import UserProfile
+from training.padding import pad_rows
 from training.prompts import build_alignment_tokens, build_prompt_tokens
 
 
@@ -79,15 +80,7 @@ def build_alignment_examples(
 
 def collate(examples: Sequence[Example], pad_id: int) -> dict[str, torch.Tensor]:
     """Right-padded batch: input_ids, attention_mask [B, T]; labels [B, T] (-100 = no loss)."""
-    width = max(len(e.input_ids) for e in examples)
-    ids = torch.full((len(examples), width), pad_id, dtype=torch.long)
-    labels = torch.full((len(examples), width), -100, dtype=torch.long)
-    attention = torch.zeros((len(examples), width), dtype=torch.long)
-    for row, e in enumerate(examples):
-        n = len(e.input_ids)
-        ids[row, :n] = torch.tensor(e.input_ids)
-        attention[row, :n] = 1
-        target = torch.tensor(e.input_ids)
-        target[~torch.tensor(e.loss_mask)] = -100
-        labels[row, :n] = target
+    ids, attention = pad_rows([e.input_ids for e in examples], pad_id, side="right")
+    targets, _ = pad_rows([[int(m) for m in e.loss_mask] for e in examples], 0, side="right")
+    labels = ids.masked_fill(targets == 0, -100)
     return {"input_ids": ids, "attention_mask": attention, "labels": labels}

@@ -87,3 +87,31 @@ def test_delete_then_reinsert_frees_the_sequence(trie):
     trie.delete("b")
     trie.insert("z", [1, 2, 4])
     assert trie.item_at([1, 2, 4]) == "z"
+
+
+def test_count_under_counts_items_at_or_below(trie):
+    assert [trie.count_under(p) for p in ([], [1], [1, 2], [1, 2, 3], [1, 5], [6])] == [4, 3, 2, 1, 1, 1]
+    assert trie.count_under([9]) == 0 and trie.count_under([1, 2, 3, 4]) == 0
+
+
+def test_count_under_follows_insert_and_delete(trie):
+    trie.insert("e", [1, 2])  # terminal at an internal node counts at its own node
+    trie.insert("e", [1, 2])  # no-op re-insert: counted once
+    assert [trie.count_under(p) for p in ([], [1], [1, 2])] == [5, 4, 3]
+    with pytest.raises(DuplicateSequenceError):
+        trie.insert("z", [1, 2, 3])
+    assert [trie.count_under(p) for p in ([], [1], [1, 2], [1, 2, 3])] == [5, 4, 3, 1]
+    trie.delete("a")
+    trie.delete("e")
+    assert [trie.count_under(p) for p in ([], [1], [1, 2], [1, 2, 3])] == [3, 2, 1, 0]
+    trie.insert("a", [1, 2, 3])
+    assert [trie.count_under(p) for p in ([], [1], [1, 2], [1, 2, 3])] == [4, 3, 2, 1]
+
+
+def test_dead_prefixes_are_those_with_every_item_excluded(trie):
+    assert trie.dead_prefixes([]) == frozenset()
+    assert trie.dead_prefixes({"a", "not-an-item"}) == {(1, 2, 3)}
+    assert trie.dead_prefixes(["a", "b", "a"]) == {(1, 2, 3), (1, 2, 4), (1, 2)}
+    assert trie.dead_prefixes({"a", "b", "c"}) == {(1, 2, 3), (1, 2, 4), (1, 2), (1, 5), (1,)}
+    trie.insert("e", [1, 2])  # now (1, 2) still leads to e
+    assert trie.dead_prefixes({"a", "b"}) == {(1, 2, 3), (1, 2, 4)}

@@ -1,3 +1,5 @@
+import pytest
+
 from training.data.types import Sample
 from training.eval.metrics import invalid_rate
 from training.models.policy_recommender import PolicyRecommender
@@ -18,11 +20,27 @@ def test_rank_returns_only_catalog_items_invalid_rate_zero(tiny_policy, tiny_cat
 
 def test_rank_excludes_seen_items(tiny_policy, tiny_catalog):
     model, tokenizer, scheme = tiny_policy
-    rec = PolicyRecommender(model, tokenizer, scheme, tiny_catalog, beam_width=5)
-    plain = rec.rank(_samples(1), k=5)[0]
-    filtered = rec.rank(_samples(1), k=5, exclude=[{plain[0], plain[1]}])[0]
-    assert plain[0] not in filtered and plain[1] not in filtered
-    assert filtered[:3] == plain[2:5]
+    rec = PolicyRecommender(model, tokenizer, scheme, tiny_catalog, beam_width=12)  # full width: exact
+    plain = rec.rank(_samples(1), k=7)[0]
+    filtered = rec.rank(_samples(1), k=5, exclude=[{plain[0], plain[1], "not-an-item"}])[0]
+    assert filtered == plain[2:7]
+
+
+@pytest.mark.parametrize("backend", ["batched", "hf_generate"])
+def test_rank_returns_k_unseen_items_for_users_with_a_long_past(tiny_policy, tiny_catalog, backend):
+    model, tokenizer, scheme = tiny_policy
+    rec = PolicyRecommender(model, tokenizer, scheme, tiny_catalog, beam_width=2, backend=backend)
+    seen = [set(tiny_catalog.item_ids[i:i + 9]) for i in range(4)]  # 9 of 12 items seen
+    ranked = rec.rank(_samples(4), k=3, exclude=seen)
+    assert [len(set(r)) for r in ranked] == [3] * 4
+    assert all(not set(r) & s for r, s in zip(ranked, seen, strict=True))
+
+
+def test_k_above_catalog_size_returns_every_item(tiny_policy, tiny_catalog):
+    model, tokenizer, scheme = tiny_policy
+    rec = PolicyRecommender(model, tokenizer, scheme, tiny_catalog, beam_width=4)
+    assert [sorted(r) for r in rec.rank(_samples(2), k=50)] == [sorted(tiny_catalog.item_ids)] * 2
+    assert [len(r) for r in rec.rank(_samples(2), k=50, exclude=[{"1"}, set()])] == [11, 12]
 
 
 def test_hf_generate_backend_agrees(tiny_policy, tiny_catalog):

@@ -6,21 +6,6 @@ from training.rollout.beam import TrieBeamSearch, select_beams
 from training.rollout.generator import HFTrieBeamGenerator
 
 
-def exhaustive_logprob(model, prompt: list[int], item_ids: list[int]) -> float:
-    """log P(item | prompt) by teacher forcing: sum of per-token log-probs."""
-    ids = torch.tensor([prompt + item_ids])
-    with torch.no_grad():
-        logprobs = torch.log_softmax(model(input_ids=ids).logits[0].float(), dim=-1)
-    return sum(logprobs[len(prompt) - 1 + j, t].item() for j, t in enumerate(item_ids))
-
-
-def _prompts(tokenizer, scheme):
-    def enc(items):
-        toks = ["<bos>", "<hist>"] + [t for i in items for t in scheme.item_tokens(i)]
-        return tokenizer.convert_tokens_to_ids(toks)
-    return [enc(["1", "2", "3"]), enc(["7"]), enc(["4", "4", "9", "10", "11"])]
-
-
 def test_select_beams_hand_case():
     # 1 prompt, 2 beams with scores [0, -1]; candidates per beam: [tok 0, tok 1] and [tok 2, none]
     logprobs = torch.log(torch.tensor([[0.5, 0.25, 0.25], [0.1, 0.1, 0.8]]))
@@ -33,23 +18,23 @@ def test_select_beams_hand_case():
     assert torch.allclose(scores[0], torch.stack(expected))
 
 
-def test_full_width_beam_equals_exhaustive_ranking(tiny_policy):
+def test_full_width_beam_equals_exhaustive_ranking(tiny_policy, history_prompts, exact_logprob):
     model, tokenizer, scheme = tiny_policy
     trie, item_ids = build_item_trie(scheme, tokenizer)
     search = TrieBeamSearch(model, trie, scheme.depth, tokenizer.pad_token_id, beam_width=len(item_ids))
-    prompts = _prompts(tokenizer, scheme)
+    prompts = history_prompts
     results = search.top_items(prompts, k=len(item_ids))
     for prompt, pairs in zip(prompts, results, strict=True):
-        exact = {item: exhaustive_logprob(model, prompt, ids) for item, ids in item_ids.items()}
+        exact = {item: exact_logprob(model, prompt, ids) for item, ids in item_ids.items()}
         assert [i for i, _ in pairs] == sorted(exact, key=lambda i: -exact[i])
         for item, score in pairs:
             assert score == pytest.approx(exact[item], abs=1e-4)
 
 
-def test_beam_results_are_distinct_valid_items_and_match_hf_generate(tiny_policy):
+def test_beam_results_are_distinct_valid_items_and_match_hf_generate(tiny_policy, history_prompts):
     model, tokenizer, scheme = tiny_policy
     trie, item_ids = build_item_trie(scheme, tokenizer)
-    prompts = _prompts(tokenizer, scheme)
+    prompts = history_prompts
     ours = TrieBeamSearch(model, trie, scheme.depth, tokenizer.pad_token_id, beam_width=5).top_items(prompts, 5)
     hf = HFTrieBeamGenerator(model, trie, scheme.depth, tokenizer.pad_token_id, beam_width=5).top_items(prompts, 5)
     for a, b in zip(ours, hf, strict=True):
@@ -59,7 +44,7 @@ def test_beam_results_are_distinct_valid_items_and_match_hf_generate(tiny_policy
         assert [s for _, s in a] == pytest.approx([s for _, s in b], abs=1e-4)
 
 
-def test_variable_length_items_rank_exactly(tiny_policy):
+def test_variable_length_items_rank_exactly(tiny_policy, exact_logprob):
     """Titles: ids of different lengths ending in EOS; finished beams keep their score (STAY)."""
     from training.identifiers.trie import ItemTrie
 
@@ -69,6 +54,6 @@ def test_variable_length_items_rank_exactly(tiny_policy):
     search = TrieBeamSearch(model, ItemTrie.build(paths), depth=4, pad_id=tokenizer.pad_token_id, beam_width=4)
     prompt = tokenizer.convert_tokens_to_ids(["<bos>", "<hist>"])
     pairs = search.top_items([prompt], k=4)[0]
-    exact = {item: exhaustive_logprob(model, prompt, ids) for item, ids in paths.items()}
+    exact = {item: exact_logprob(model, prompt, ids) for item, ids in paths.items()}
     assert [i for i, _ in pairs] == sorted(exact, key=lambda i: -exact[i])
     assert [s for _, s in pairs] == pytest.approx(sorted(exact.values(), reverse=True), abs=1e-4)

@@ -37,6 +37,15 @@ def test_collate_pads_right_and_hides_non_targets():
     assert batch["labels"].tolist() == [[-100, -100, 6], [-100, 5, -100]]
 
 
+def test_collate_never_labels_padding_even_when_pad_id_is_a_target():
+    e1 = build_window_example([1], [[6], [6]], first_target=0)
+    e2 = build_window_example([], [[6]], first_target=0)
+    batch = collate([e1, e2], pad_id=6)
+    assert batch["input_ids"].tolist() == [[1, 6, 6], [6, 6, 6]]
+    assert batch["attention_mask"].tolist() == [[1, 1, 1], [1, 0, 0]]
+    assert batch["labels"].tolist() == [[-100, 6, 6], [6, -100, -100]]
+
+
 def test_stride_must_be_smaller_than_window():
     with pytest.raises(ValueError, match="stride"):
         build_sequence_examples({}, {}, list, {}, str, window=5, stride=5)
