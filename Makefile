@@ -28,7 +28,8 @@ demo: install
 	$(BIN)/reasonrec data split
 	$(BIN)/reasonrec train sft --config default
 	$(BIN)/reasonrec eval --bundle runs/sft/bundle --config default
-	$(BIN)/reasonrec recommend --bundle runs/sft/bundle --user $(DEMO_USER) --config default
+	$(BIN)/reasonrec recommend --bundle runs/sft/bundle --user $(DEMO_USER)
+	$(BIN)/reasonrec recommend --bundle runs/sft/bundle --history 50,172,181 -k 5
 
 test: install
 	$(BIN)/python -m pytest -q

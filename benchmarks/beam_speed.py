@@ -1,6 +1,6 @@
 """Speed of trie-constrained beam search: our batched KV-cache search vs HF `generate` (same model).
 
-    python benchmarks/beam_speed.py --bundle runs/<sft run>/bundle
+    python -m benchmarks.beam_speed --bundle runs/<sft run>/bundle
 
 Both backends rank the same seeded test samples with beam width 20 on the
 same policy bundle; the report gives ms per sample, the ratio, and the top-10
@@ -57,7 +57,7 @@ def main() -> None:
     overlap = sum(len(set(a[:10]) & set(b[:10])) for a, b in zip(*results.values(), strict=True))
     rows[1]["metrics"]["top10_overlap"] = overlap / (10 * len(samples))
     rows[1]["notes"] += "; ratio = hf_generate ms / batched ms; top10_overlap vs hf_generate"
-    write_report("beam_speed", rows, "python " + " ".join(["benchmarks/beam_speed.py", *sys.argv[1:]]),
+    write_report("beam_speed", rows, "python -m " + " ".join(["benchmarks.beam_speed", *sys.argv[1:]]),
                  notes_md=args.note, plot_metric="ms_per_sample")
 
 

@@ -1,6 +1,6 @@
 """Foundation benchmark: pop, sft (SID policy) and sft_atomic on ML-100k, temporal protocol.
 
-    python benchmarks/foundation.py
+    python -m benchmarks.foundation
 
 Reproduces the demo's evaluation and writes reports/foundation.md + .json
 (shape: shared/REPORTS.md), with wall time per stage and the SID collision rate.
@@ -39,7 +39,7 @@ def main() -> None:
     notes = "\n".join(
         f"- `{r['name']}` NDCG@10 / pop NDCG@10 = {r['metrics']['ndcg@10'] / pop:.2f}" for r in rows[1:]
     )
-    write_report("foundation", rows, "python " + " ".join(["benchmarks/foundation.py", *sys.argv[1:]]),
+    write_report("foundation", rows, "python -m " + " ".join(["benchmarks.foundation", *sys.argv[1:]]),
                  notes_md="Ratios (same evaluator, same 5,000 test samples):\n\n" + notes)
 
 

@@ -1,7 +1,7 @@
 """Quality benchmark: every registered model on the same splits and evaluator, both protocols.
 
-    python benchmarks/quality.py                       # temporal + loo, CPU
-    python benchmarks/quality.py --protocols temporal device=cuda sft.max_epochs=12
+    python -m benchmarks.quality                       # temporal + loo, CPU
+    python -m benchmarks.quality --protocols temporal device=cuda sft.max_epochs=12
 
 Rows: pop, sasrec (small sweep of hidden size x dropout picked on validation
 NDCG@10, then mean ± std over seeds), gru4rec (seeds), sft (SID policy),
@@ -133,7 +133,7 @@ def main() -> None:
     commit = git_commit()
     existing = {(r["name"], r["protocol"], r.get("settings")): r
                 for r in load_rows(REPORT) if r.get("git_commit") == commit}
-    command = "python " + " ".join(["benchmarks/quality.py", *sys.argv[1:]])
+    command = "python -m " + " ".join(["benchmarks.quality", *sys.argv[1:]])
     rows = [row for protocol in args.protocols for row in run_protocol(protocol, args, existing)]
     add_intervals(rows)
     for row in rows:

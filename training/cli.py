@@ -1,7 +1,8 @@
 """`reasonrec` command line: data, training, evaluation, recommendations, configs.
 
-Every training/eval command takes `--config NAME|PATH` and trailing `key.sub=value`
-overrides. Errors are one line on stderr and a non-zero exit, never a traceback.
+`data split`, `train`, `baseline train`, `eval` and `config show` take `--config NAME|PATH` and trailing
+`key.sub=value` overrides; `recommend` reads everything from the bundle. Errors are one line on stderr
+and a non-zero exit, never a traceback.
 """
 
 from __future__ import annotations
