@@ -104,10 +104,11 @@ def train_sft(model, examples: list[Example], pad_id: int, cfg: SFTConfig, run_d
         state.update(epoch=epoch + 1, bad_epochs=0 if improved else state["bad_epochs"] + 1)
         if improved:
             state.update(best_ndcg=ndcg, best_epoch=epoch + 1)
-            torch.save(model.state_dict(), run_dir / "best.pt")
-        _log_epoch(run_dir, epoch, float(np.mean(losses)), ndcg, time.time() - start, improved)
+            _save_atomic(model.state_dict(), run_dir / "best.pt")
+        _record_epoch(state, epoch, float(np.mean(losses)), ndcg, time.time() - start, improved)
         _save_atomic({"model": model.state_dict(), "optimizer": optimizer.state_dict(), "state": state,
                       "fingerprint": fingerprint}, run_dir / "last.pt")
+        _write_log(run_dir, state["log"])
     if (run_dir / "best.pt").exists():
         model.load_state_dict(torch.load(run_dir / "best.pt", weights_only=True, map_location=device))
     model.eval()
@@ -126,12 +127,17 @@ def _train_step(model, optimizer, batch: dict[str, torch.Tensor], lr: float, gra
     return loss.item()
 
 
-def _log_epoch(run_dir: Path, epoch: int, loss: float, ndcg: float, seconds: float, improved: bool) -> None:
-    record = {"epoch": epoch + 1, "train_loss": loss, "valid_ndcg@10": ndcg, "seconds": seconds}
-    with (run_dir / "log.jsonl").open("a") as fh:
-        fh.write(json.dumps(record) + "\n")
+def _record_epoch(state: dict, epoch: int, loss: float, ndcg: float, seconds: float, improved: bool) -> None:
+    state["log"].append({"epoch": epoch + 1, "train_loss": loss, "valid_ndcg@10": ndcg, "seconds": seconds})
     tqdm.write(f"epoch {epoch + 1}: loss {loss:.4f}  valid NDCG@10 {ndcg:.4f}"
                f"  ({seconds:.0f}s){'  *best' if improved else ''}")
+
+
+def _write_log(run_dir: Path, records: list[dict]) -> None:
+    """log.jsonl rewritten from the checkpointed state, so a resumed run never logs an epoch twice."""
+    tmp = run_dir / "log.jsonl.tmp"
+    tmp.write_text("".join(json.dumps(r) + "\n" for r in records))
+    tmp.replace(run_dir / "log.jsonl")
 
 
 def _save_atomic(obj: dict, path: Path) -> None:
@@ -144,7 +150,7 @@ def _save_atomic(obj: dict, path: Path) -> None:
 def _resume(run_dir: Path, model, optimizer, fingerprint: dict) -> dict:
     last = run_dir / "last.pt"
     if not last.exists():
-        return {"epoch": 0, "best_ndcg": -1.0, "best_epoch": 0, "bad_epochs": 0}
+        return {"epoch": 0, "best_ndcg": -1.0, "best_epoch": 0, "bad_epochs": 0, "log": []}
     try:
         checkpoint = torch.load(last, weights_only=False, map_location=next(model.parameters()).device)
     except Exception as err:  # torch raises many types for a damaged file
@@ -157,4 +163,6 @@ def _resume(run_dir: Path, model, optimizer, fingerprint: dict) -> dict:
     model.load_state_dict(checkpoint["model"])
     optimizer.load_state_dict(checkpoint["optimizer"])
     tqdm.write(f"resuming from {last} after epoch {checkpoint['state']['epoch']}")
-    return checkpoint["state"]
+    state = {"log": [], **checkpoint["state"]}
+    _write_log(run_dir, state["log"])
+    return state

@@ -10,6 +10,7 @@ from __future__ import annotations
 import copy
 import json
 import math
+from pathlib import Path
 
 import pytest
 import torch
@@ -119,6 +120,13 @@ def test_early_stopping_after_patience_epochs_without_improvement(tiny_policy, e
     assert logged == pytest.approx([0.5, 1.0, 0.2, 0.1])
 
 
+def test_a_tie_is_not_an_improvement(tiny_policy, examples, valid_samples, tmp_path):
+    model, tokenizer, _ = tiny_policy
+    rec = ScriptedRecommender(model, [0.5, 0.5, 0.5, 0.9])
+    summary = _train(model, tokenizer, examples, valid_samples, _cfg(), tmp_path, rec)
+    assert summary == {"best_epoch": 1, "best_valid_ndcg@10": pytest.approx(0.5), "epochs_run": 3}
+
+
 def test_best_weights_are_restored_at_the_end(tiny_policy, examples, valid_samples, tmp_path):
     model, tokenizer, _ = tiny_policy
     rec = ScriptedRecommender(model, [0.5, 1.0, 0.2, 0.1, 0.9])
@@ -166,6 +174,32 @@ def test_rerun_of_a_finished_run_trains_nothing(tiny_policy, examples, valid_sam
     assert _train(model, tokenizer, examples, valid_samples, cfg, tmp_path, rec) == first
     assert rec.calls == 0
     assert _state_equal(model.state_dict(), best)
+
+
+def test_run_killed_while_saving_best_resumes_to_a_usable_model(
+        tiny_policy, examples, valid_samples, tmp_path, monkeypatch):
+    model, tokenizer, _ = tiny_policy
+    cfg = _cfg()
+    real_save = torch.save
+    best_saves = []
+
+    def torn_save(obj, f, *args, **kwargs):
+        real_save(obj, f, *args, **kwargs)
+        if Path(f).name.startswith("best.pt"):  # best.pt itself, or a temporary it is renamed from
+            best_saves.append(f)
+            if len(best_saves) == 2:  # killed half-way through epoch 2's best.pt
+                Path(f).write_bytes(Path(f).read_bytes()[: Path(f).stat().st_size // 2])
+                raise Interrupted("killed while saving best.pt")
+
+    monkeypatch.setattr(torch, "save", torn_save)
+    first = ScriptedRecommender(model, [0.5, 0.9])
+    with pytest.raises(Interrupted):
+        _train(model, tokenizer, examples, valid_samples, cfg, tmp_path, first)
+    monkeypatch.setattr(torch, "save", real_save)
+    # the redone epoch 2 scores lower than the killed attempt did (nondeterministic training)
+    summary = _train(model, tokenizer, examples, valid_samples, cfg, tmp_path, ScriptedRecommender(model, [0.4, 0.3]))
+    assert summary == {"best_epoch": 1, "best_valid_ndcg@10": pytest.approx(0.5), "epochs_run": 3}
+    assert _state_equal(model.state_dict(), first.weights[0])
 
 
 @pytest.mark.parametrize("change, key", [
