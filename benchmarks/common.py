@@ -23,7 +23,7 @@ METRIC_KEYS = (*REPORTED_METRICS, "seconds_per_1k_samples")
 def policy_config(preset: str, protocol: str, overrides: list[str]) -> RunConfig:
     """The preset for `protocol`; its run name carries a hash of the settings, so cached bundles match them."""
     base = load_config(preset, [f"data.protocol={protocol}", *overrides])
-    settings = base.model_dump(mode="json", exclude={"name", "device"})
+    settings = base.model_dump(mode="json", exclude={"name", "device", "rl"})
     digest = hashlib.sha256(json.dumps(settings, sort_keys=True).encode())
     return base.model_copy(update={"name": f"{base.name}-{protocol}-{digest.hexdigest()[:8]}"})
 

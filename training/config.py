@@ -101,6 +101,44 @@ class EvalConfig(Section):
     batch_size: int = Field(64, ge=1)
 
 
+class RLConfig(Section):
+    """One RL engine, parts picked by name (DESIGN.md §5); the recipes in training/configs/ set these."""
+
+    recipe: str = "grpo_basic"
+    control: bool = Field(False, description="sft_continued control: CE on the target, same prompts/steps/lr")
+    prompts: Literal["train", "valid_heldout"] = Field(
+        "train", description="train split samples, or validation samples outside the early-stopping subset")
+    steps: int = Field(200, ge=1)
+    prompts_per_step: int = Field(32, ge=1)
+    group_size: int = Field(16, ge=2, description="samples per prompt kept for the update (G)")
+    oversample: int = Field(0, ge=0, description="draw m >= G and dedupe (riser.txt Eq. 5); 0 = off")
+    inject_target: bool = Field(False, description="replace one sample of every group by the target")
+    temperature: float = Field(1.0, gt=0)
+    top_k: int = Field(0, ge=0)
+    reward: str = "hit"
+    prefix_beta: float = Field(0.5, gt=0)
+    advantage: str = "grpo"
+    pass_k: int = Field(4, ge=1, description="k of the SRPO pass@k advantage")
+    drop_zero_variance: bool = True
+    lr: float = Field(1e-4, gt=0)
+    weight_decay: float = Field(0.0, ge=0)
+    grad_clip: float = Field(1.0, gt=0)
+    clip_low: float = Field(0.2, ge=0)
+    clip_high: float = Field(0.2, ge=0)
+    dual_clip: float | None = Field(None, gt=1)
+    updates_per_batch: int = Field(1, ge=1)
+    kl_cov_ratio: float = Field(0.0, ge=0, le=1, description="share of tokens penalised by KL-Cov; 0 = off")
+    kl_cov_beta: float = Field(1.0, ge=0)
+    certainty_d: float | None = Field(None, ge=0.5, le=0.8, description="certainty-aware mask weight; None = off")
+    simpo_weight: float = Field(0.0, ge=0, description="SimPO on all-failed groups; 0 = off")
+    simpo_beta: float = Field(5.0, gt=0)
+    simpo_gamma_ratio: float = Field(1.0, ge=0)
+    eval_every: int = Field(50, ge=1)
+    valid_samples: int = Field(2000, ge=1)
+    patience: int = Field(3, ge=1)
+    seed: int = 0
+
+
 class RunConfig(Section):
     name: str = "sft"
     runs_dir: str = "runs"
@@ -111,6 +149,7 @@ class RunConfig(Section):
     sft: SFTConfig = SFTConfig()
     eval: EvalConfig = EvalConfig()
     baseline: SeqConfig = SeqConfig()
+    rl: RLConfig = RLConfig()
 
 
 def parse_override(text: str) -> tuple[list[str], object]:

@@ -95,3 +95,16 @@ class _NoCache:
 def test_temperature_must_be_positive(sampler, history_prompts):
     with pytest.raises(ValueError, match="temperature"):
         sampler[0].sample(history_prompts, n=2, temperature=0)
+
+
+def test_teacher_forced_logprobs_match_the_sampler(sampler, history_prompts):
+    from training.rollout.scoring import completion_logprobs
+
+    s, _ = sampler
+    groups = s.sample(history_prompts, n=4, generator=torch.Generator().manual_seed(3))
+    prompts = [p for p, g in zip(history_prompts, groups, strict=True) for _ in g]
+    completions = [c for g in groups for c in g]
+    logprobs, mask = completion_logprobs(s.model, prompts, [c.token_ids for c in completions], 0)
+    expected = torch.tensor([list(c.logprobs) for c in completions])
+    assert mask.sum().item() == expected.numel()
+    assert torch.allclose(logprobs, expected, atol=1e-4)
