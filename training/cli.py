@@ -24,7 +24,7 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 app = typer.Typer(help="reasonrec: train an LLM to recommend items, evaluate it, serve it.", no_args_is_help=True)
 data_app = typer.Typer(help="Fetch datasets and write split files.", no_args_is_help=True)
-train_app = typer.Typer(help="Train the policy.", no_args_is_help=True)
+train_app = typer.Typer(help="Train the policy: SFT, then RL.", no_args_is_help=True)
 baseline_app = typer.Typer(help="Classic baselines on the same splits.", no_args_is_help=True)
 config_app = typer.Typer(help="Show resolved configs and list presets.", no_args_is_help=True)
 app.add_typer(data_app, name="data")
@@ -143,6 +143,23 @@ def train_sft_cmd(
         from training.pipeline import train_policy_bundle
 
         bundle, written = train_policy_bundle(cfg, catalog, split, force=force, device=device)
+    console.print(f"bundle written: {bundle}" if written else f"bundle up to date, not retrained: {bundle}")
+
+
+@train_app.command("rl")
+def train_rl_cmd(
+    from_bundle: Path = typer.Option(..., help="the SFT policy bundle to start from"),
+    config: str = CONFIG_OPT, overrides: list[str] = OVERRIDES_ARG,
+    force: bool = typer.Option(False, help="retrain even if a bundle of these settings exists"),
+) -> None:
+    """RL (a recipe: grpo_basic, riser, gream_srpo) or its sft_continued control from a policy bundle."""
+    cfg = _config(config, overrides)
+    device = _device(cfg)
+    catalog, split = _prepare(cfg)
+    with _clear_errors():
+        from training.pipeline import train_rl_bundle
+
+        bundle, written = train_rl_bundle(cfg, from_bundle, catalog, split, force=force, device=device)
     console.print(f"bundle written: {bundle}" if written else f"bundle up to date, not retrained: {bundle}")
 
 

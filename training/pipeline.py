@@ -258,3 +258,63 @@ def may_record_metrics(manifest: dict, cfg: RunConfig, split: SplitData, default
     """A manifest records test metrics only from its own split, evaluation settings and default eval folder."""
     same_split = (manifest.get("dataset") or {}).get("split_sha256") == split.content_hash
     return default_out and same_split and manifest.get("eval") == eval_section(cfg)
+
+
+def rl_prompt_samples(cfg: RunConfig, split: SplitData) -> list:
+    """D_RL (riser.txt §4.1.4): the training samples, or validation samples outside the early-stopping subset."""
+    if cfg.rl.prompts == "train":
+        return list(split.train)
+    held = {s.sample_id for s in select_subset(split.valid, cfg.rl.valid_samples, cfg.eval.seed)}
+    return [s for s in split.valid if s.sample_id not in held]
+
+
+def rl_settings(cfg: RunConfig, parent_manifest: dict, split: SplitData) -> dict:
+    """What makes an RL bundle: the parent bundle's version, the RL settings and the split."""
+    return {"parent_bundle_version": parent_manifest["bundle_version"], "rl": cfg.rl.model_dump(mode="json"),
+            "split_sha256": split.content_hash}
+
+
+def train_rl_bundle(cfg: RunConfig, parent: Path, catalog: Catalog, split: SplitData, force: bool = False,
+                    device: str = "cpu") -> tuple[Path, bool]:
+    """RL (or the sft_continued control) from a policy bundle into runs/<name>/bundle; returns (bundle, written)."""
+    from training.inference import load_recommender
+    from training.trainers.rl import train_rl
+
+    policy = load_recommender(parent, device, beam_width=cfg.eval.beam_width)
+    if policy.manifest["kind"] != "policy":
+        raise ValueError(f"{parent} holds a {policy.manifest['kind']!r} bundle; RL starts from a policy bundle")
+    check_bundle_split(policy.manifest, split)
+    out, settings = run_dir(cfg), rl_settings(cfg, policy.manifest, split)
+    bundle = out / "bundle"
+    if Path(parent).resolve() == bundle.resolve():
+        raise ValueError(f"the RL bundle would overwrite its parent {parent}; give another name=")
+    if not force and reuse_bundle(bundle, settings):
+        return bundle, False
+    save_config(cfg, out / "config.json")
+    started = time.time()
+    valid = select_subset(split.valid, cfg.rl.valid_samples, cfg.eval.seed)
+    levels = (policy.scheme.stats().get("n_levels") or None) if policy.scheme.name == "sid" else None
+    summary = train_rl(policy, rl_prompt_samples(cfg, split), valid, cfg.rl, out / "train", num_levels=levels)
+    summary.update(seconds=time.time() - started, device=device, parent=str(parent),
+                   parent_bundle_version=policy.manifest["bundle_version"], recipe=cfg.rl.recipe,
+                   control=cfg.rl.control, prompts=cfg.rl.prompts)
+    parent_manifest = policy.manifest
+    _save_rl_bundle(bundle, cfg, catalog, split, policy, summary, settings, parent_manifest)
+    return bundle, True
+
+
+def _save_rl_bundle(root: Path, cfg: RunConfig, catalog: Catalog, split: SplitData, policy, summary: dict,
+                    settings: dict, parent: dict) -> dict:
+    def fill(tmp: Path) -> None:
+        catalog.save(tmp / "catalog.json")
+        policy.scheme.save(tmp / "identifiers")
+        policy.tokenizer.save_pretrained(tmp / "tokenizer")
+        policy.model.cpu().save_pretrained(tmp / "policy", safe_serialization=True)
+        policy.tokenizer.save_pretrained(tmp / "policy")
+
+    model_info = {**parent.get("model", {}), "training": summary,
+                  "parent": {"bundle_version": parent["bundle_version"], "name": parent["name"]}}
+    return write_bundle(root, fill, "policy", cfg.name, dataset_section(cfg, split), model_info,
+                        identifier=parent.get("identifier"), generation=parent.get("generation"),
+                        eval=eval_section(cfg), source={"settings_sha256": settings_hash(settings),
+                                                        "settings": settings})

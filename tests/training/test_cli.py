@@ -101,3 +101,26 @@ def test_missing_data_folder_is_a_clear_error(tmp_path):
     result = CliRunner().invoke(app, ["data", "split", "data.format=movielens_local",
                                       f"data.path={tmp_path / 'nowhere'}", f"data.data_dir={tmp_path}"])
     assert result.exit_code == 1 and "neither u.data nor ratings.dat" in " ".join(result.output.split())
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(300)
+@pytest.mark.parametrize("recipe", ["grpo_basic", "riser", "sft_continued"])
+def test_rl_recipes_from_an_sft_bundle(tmp_path, overrides, recipe):
+    runner = CliRunner()
+    fast = [*overrides, "sft.max_epochs=2"]
+    assert runner.invoke(app, ["train", "sft", *fast]).exit_code == 0
+    parent = tmp_path / "runs" / "sft" / "bundle"
+    rl = [*fast, "rl.steps=4", "rl.prompts_per_step=8", "rl.eval_every=2", "rl.valid_samples=50"]
+    result = runner.invoke(app, ["train", "rl", "--config", recipe, "--from-bundle", str(parent), *rl])
+    assert result.exit_code == 0, result.output
+    bundle = tmp_path / "runs" / recipe / "bundle"
+    manifest = json.loads((bundle / "manifest.json").read_text())
+    parent_manifest = json.loads((parent / "manifest.json").read_text())
+    assert manifest["model"]["parent"]["bundle_version"] == parent_manifest["bundle_version"]
+    assert manifest["model"]["training"]["recipe"] == recipe and manifest["generation"] == parent_manifest["generation"]
+    assert runner.invoke(app, ["eval", "--bundle", str(bundle), *fast]).exit_code == 0
+    again = runner.invoke(app, ["train", "rl", "--config", recipe, "--from-bundle", str(parent), *rl])
+    assert again.exit_code == 0 and "up to date" in again.output
+    onto_parent = runner.invoke(app, ["train", "rl", "--config", recipe, "--from-bundle", str(parent), *rl, "name=sft"])
+    assert onto_parent.exit_code == 1 and "overwrite its parent" in " ".join(onto_parent.output.split())

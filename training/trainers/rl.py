@@ -1,0 +1,109 @@
+"""RL loop for direct mode (DESIGN.md §5): rollout -> reward -> advantage -> loss -> step -> log -> eval.
+
+One engine, parts picked by name in `RLConfig` (recipes in training/configs/). The
+`control=True` setting is the `sft_continued` row: the same prompts, steps and
+learning rate, trained with cross-entropy on the target instead of rewards.
+Keeps the best-validation weights (NDCG@10 every `eval_every` steps, early stop).
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import time
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+
+import torch
+from tqdm import tqdm
+
+from training.config import RLConfig
+from training.data.types import Sample
+from training.rollout.sampling import TrieSampler
+from training.trainers.rl_rollout import collect_rollout
+from training.trainers.rl_update import continued_sft_loss, policy_gradient_loss, simpo_loss
+from training.trainers.sft import validate
+
+
+def train_rl(policy, prompts: Sequence[Sample], valid: Sequence[Sample], cfg: RLConfig, run_dir: Path,
+             num_levels: int | None = None) -> dict:
+    """Train `policy` (a PolicyRecommender) in place; leaves the best-validation weights. Returns a summary."""
+    if not prompts or not valid:
+        raise ValueError(f"nothing to train on: {len(prompts)} RL prompts, {len(valid)} validation samples")
+    run_dir.mkdir(parents=True, exist_ok=True)
+    torch.manual_seed(cfg.seed)
+    model, pad_id = policy.model, policy.tokenizer.pad_token_id
+    depth = policy.scheme.depth or max(len(p) for p in policy.item_ids.values())
+    sampler = TrieSampler(model, policy.trie, depth, pad_id)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    rng, generator = random.Random(cfg.seed), torch.Generator().manual_seed(cfg.seed)
+    best = {"ndcg": validate(policy, valid), "step": 0, "state": _copy_state(model)}
+    tqdm.write(f"rl start: valid NDCG@10 {best['ndcg']:.4f}")
+    log, bad = [{"step": 0, "valid_ndcg@10": best["ndcg"]}], 0
+    batches = _cycle(list(prompts), cfg.prompts_per_step, rng)
+    for step in tqdm(range(1, cfg.steps + 1), desc=f"rl {'control' if cfg.control else cfg.recipe}"):
+        record = _step(policy, sampler, next(batches), cfg, optimizer, rng, generator, num_levels, pad_id)
+        record["step"] = step
+        if step % cfg.eval_every == 0 or step == cfg.steps:
+            record["valid_ndcg@10"] = validate(policy, valid)
+            if record["valid_ndcg@10"] > best["ndcg"]:
+                best, bad = {"ndcg": record["valid_ndcg@10"], "step": step, "state": _copy_state(model)}, 0
+            else:
+                bad += 1
+            tqdm.write(f"step {step}: valid NDCG@10 {record['valid_ndcg@10']:.4f} reward {record['reward_mean']:.4f}")
+        log.append(record)
+        _write_log(run_dir, log)
+        if bad >= cfg.patience:
+            break
+    model.load_state_dict(best["state"])
+    model.eval()
+    return {"best_step": best["step"], "best_valid_ndcg@10": best["ndcg"],
+            "start_valid_ndcg@10": log[0]["valid_ndcg@10"], "steps_run": log[-1]["step"]}
+
+
+def _step(policy, sampler, batch, cfg: RLConfig, optimizer, rng, generator, num_levels, pad_id) -> dict:
+    model = policy.model
+    prompt_ids = [policy.prompt_ids(s) for s in batch]
+    started = time.perf_counter()
+    model.eval()
+    rollout = collect_rollout(sampler, prompt_ids, batch, cfg, policy.item_ids, num_levels, rng, generator)
+    rollout_seconds = time.perf_counter() - started
+    model.train()
+    started = time.perf_counter()
+    stats: dict[str, float] = {}
+    for _ in range(cfg.updates_per_batch):
+        if cfg.control:
+            loss = continued_sft_loss(model, prompt_ids, [policy.item_ids[s.target] for s in batch], pad_id)
+        else:
+            loss, stats = policy_gradient_loss(model, rollout, cfg, pad_id)
+            if cfg.simpo_weight > 0:
+                extra, simpo_stats = simpo_loss(model, rollout, cfg, pad_id, policy.trie, policy.item_ids)
+                loss = loss + cfg.simpo_weight * extra
+                stats.update({f"simpo_{k}": v for k, v in simpo_stats.items()})
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+        optimizer.step()
+    tokens = sum(len(c.token_ids) for g in rollout.groups for c in g)
+    return {**rollout.stats, **stats, "loss": float(loss.item()), "invalid_rate": 0.0,
+            "rollout_tokens_per_s": tokens / max(rollout_seconds, 1e-9),
+            "train_tokens_per_s": tokens * cfg.updates_per_batch / max(time.perf_counter() - started, 1e-9)}
+
+
+def _cycle(items: list[Sample], size: int, rng: random.Random) -> Iterator[list[Sample]]:
+    """Endless shuffled batches of `size` (a new shuffle every pass)."""
+    while True:
+        order = items[:]
+        rng.shuffle(order)
+        for start in range(0, len(order) - size + 1 if len(order) >= size else 1, size):
+            yield order[start:start + size]
+
+
+def _copy_state(model) -> dict[str, torch.Tensor]:
+    return {k: v.detach().clone() for k, v in model.state_dict().items()}
+
+
+def _write_log(run_dir: Path, records: list[dict]) -> None:
+    tmp = run_dir / "rl_log.jsonl.tmp"
+    tmp.write_text("".join(json.dumps(r) + "\n" for r in records))
+    tmp.replace(run_dir / "rl_log.jsonl")
