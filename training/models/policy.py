@@ -73,7 +73,10 @@ def _load_single_file(path: Path) -> torch.nn.Module:
     state = load_file(str(path / "model.safetensors"))
     if getattr(config, "tie_word_embeddings", False):
         state.pop("lm_head.weight", None)
-    missing, unexpected = model.load_state_dict(state, strict=False, assign=True)
+    try:
+        missing, unexpected = model.load_state_dict(state, strict=False, assign=True)
+    except RuntimeError as err:  # shape mismatches
+        raise ValueError(f"{path}: checkpoint does not match its config ({str(err).splitlines()[-1].strip()})") from None
     allowed = {"lm_head.weight"} if getattr(config, "tie_word_embeddings", False) else set()
     if set(missing) - allowed or unexpected:
         raise ValueError(f"{path}: checkpoint does not match its config (missing {sorted(set(missing) - allowed)[:5]}, "
@@ -85,7 +88,7 @@ def _load_single_file(path: Path) -> torch.nn.Module:
 
 def _materialise_buffers(model: torch.nn.Module, config) -> None:
     """Non-persistent buffers (rotary inverse frequencies) are not in the checkpoint: rebuild them on CPU."""
-    for name, module in model.named_modules():
+    for module in model.modules():
         if hasattr(module, "inv_freq") and module.inv_freq.is_meta:
             fresh = type(module)(config=config)
             module.inv_freq = fresh.inv_freq

@@ -28,7 +28,7 @@ def test_fast_path_equals_from_pretrained(saved):
 
 def test_checkpoint_that_does_not_match_its_config_is_refused(saved):
     config = json.loads((saved / "config.json").read_text())
-    config["num_hidden_layers"] += 1
+    config["intermediate_size"] *= 2
     (saved / "config.json").write_text(json.dumps(config))
     with pytest.raises(ValueError, match="does not match its config"):
         load_policy(saved)
