@@ -76,7 +76,8 @@ def _load_single_file(path: Path) -> torch.nn.Module:
     try:
         missing, unexpected = model.load_state_dict(state, strict=False, assign=True)
     except RuntimeError as err:  # shape mismatches
-        raise ValueError(f"{path}: checkpoint does not match its config ({str(err).splitlines()[-1].strip()})") from None
+        detail = str(err).splitlines()[-1].strip()
+        raise ValueError(f"{path}: checkpoint does not match its config ({detail})") from None
     allowed = {"lm_head.weight"} if getattr(config, "tie_word_embeddings", False) else set()
     if set(missing) - allowed or unexpected:
         raise ValueError(f"{path}: checkpoint does not match its config (missing {sorted(set(missing) - allowed)[:5]}, "
