@@ -125,12 +125,21 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--schemes", nargs="+", default=["atomic"], choices=sorted(PRESETS))
     parser.add_argument("--seeds", type=int, default=3)
+    parser.add_argument("--train-only", nargs="*", type=int, metavar="SEED",
+                        help="only train (cache) the bundles of these seeds; no SASRec, no report. Lets seeds run "
+                             "as parallel processes before one run with every seed writes the report")
     parser.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
     parser.add_argument("--notes-file", type=Path, default=Path("benchmarks/rl_ablation_notes.md"))
     parser.add_argument("overrides", nargs="*", help="config overrides, e.g. rl.steps=300 device=cuda")
     args = parser.parse_args()
     cfg = policy_config("atomic", "temporal", args.overrides)
     catalog, split = prepare_data(cfg)
+    if args.train_only is not None:
+        for scheme in args.schemes:
+            variants = [v for v in args.variants if scheme == "sid" or v not in SID_ONLY]
+            for seed in args.train_only:
+                run_seed(scheme, seed, variants, args.overrides, catalog, split)
+        return
     sasrec = run_baseline("sasrec", cfg, catalog, split, config=SeqConfig(hidden=128, dropout=0.2),
                           tag="h128-d0.2-s0")
     rows, per_scheme = [], {}
