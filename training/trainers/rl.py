@@ -19,7 +19,7 @@ from tqdm import tqdm
 
 from training.config import RLConfig
 from training.data.types import Sample
-from training.rollout.sampling import TrieSampler
+from training.rollout.backend import BatchedTrieEngine
 from training.trainers.rl_rollout import collect_rollout
 from training.trainers.rl_update import continued_sft_loss, policy_gradient_loss, simpo_loss
 from training.trainers.sft import validate
@@ -34,7 +34,7 @@ def train_rl(policy, prompts: Sequence[Sample], valid: Sequence[Sample], cfg: RL
     torch.manual_seed(cfg.seed)
     model, pad_id = policy.model, policy.tokenizer.pad_token_id
     depth = policy.scheme.depth or max(len(p) for p in policy.item_ids.values())
-    sampler = TrieSampler(model, policy.trie, depth, pad_id)
+    engine = BatchedTrieEngine(model, policy.trie, depth, pad_id, policy.generator.beam_width)
     optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     rng, generator = random.Random(cfg.seed), torch.Generator().manual_seed(cfg.seed)
     best = {"ndcg": validate(policy, valid), "step": 0, "state": _copy_state(model)}
@@ -42,7 +42,7 @@ def train_rl(policy, prompts: Sequence[Sample], valid: Sequence[Sample], cfg: RL
     log, bad = [{"step": 0, "valid_ndcg@10": best["ndcg"]}], 0
     batches = _cycle(list(prompts), cfg.prompts_per_step, rng)
     for step in tqdm(range(1, cfg.steps + 1), desc=f"rl {'control' if cfg.control else cfg.recipe}"):
-        record = _step(policy, sampler, next(batches), cfg, optimizer, rng, generator, num_levels, pad_id)
+        record = _step(policy, engine, next(batches), cfg, optimizer, rng, generator, num_levels, pad_id)
         record["step"] = step
         if step % cfg.eval_every == 0 or step == cfg.steps:
             record["valid_ndcg@10"] = validate(policy, valid)
@@ -61,12 +61,12 @@ def train_rl(policy, prompts: Sequence[Sample], valid: Sequence[Sample], cfg: RL
             "start_valid_ndcg@10": log[0]["valid_ndcg@10"], "steps_run": log[-1]["step"]}
 
 
-def _step(policy, sampler, batch, cfg: RLConfig, optimizer, rng, generator, num_levels, pad_id) -> dict:
+def _step(policy, engine, batch, cfg: RLConfig, optimizer, rng, generator, num_levels, pad_id) -> dict:
     model = policy.model
     prompt_ids = [policy.prompt_ids(s) for s in batch]
     started = time.perf_counter()
     model.eval()
-    rollout = collect_rollout(sampler, prompt_ids, batch, cfg, policy.item_ids, num_levels, rng, generator)
+    rollout = collect_rollout(engine, policy.trie, prompt_ids, batch, cfg, policy.item_ids, num_levels, rng, generator)
     rollout_seconds = time.perf_counter() - started
     model.train()
     started = time.perf_counter()

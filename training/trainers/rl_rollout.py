@@ -16,7 +16,8 @@ from training.config import RLConfig
 from training.data.types import Sample
 from training.identifiers.trie import ItemTrie
 from training.rewards.group import RolloutGroup, score_group
-from training.rollout.sampling import Completion, TrieSampler
+from training.rollout.backend import RolloutEngine
+from training.rollout.sampling import Completion
 
 
 @dataclass(frozen=True)
@@ -49,16 +50,16 @@ def build_group(drawn: list[Completion], target: str, target_path: Sequence[int]
     return group, duplicate_share
 
 
-def collect_rollout(sampler: TrieSampler, prompts: list[list[int]], batch: Sequence[Sample], cfg: RLConfig,
-                    item_paths: Mapping[str, Sequence[int]], num_levels: int | None, rng: random.Random,
-                    generator: torch.Generator) -> StepRollout:
+def collect_rollout(engine: RolloutEngine, trie: ItemTrie, prompts: list[list[int]], batch: Sequence[Sample],
+                    cfg: RLConfig, item_paths: Mapping[str, Sequence[int]], num_levels: int | None,
+                    rng: random.Random, generator: torch.Generator) -> StepRollout:
     """Sample, shape and score one batch of groups. rewards: [B, G]."""
     draws = max(cfg.group_size, cfg.oversample)
-    sampled = sampler.sample(prompts, draws, cfg.temperature, cfg.top_k, generator)
+    sampled = engine.sample(prompts, draws, cfg.temperature, cfg.top_k, generator)
     groups, dup_shares, rewards = [], [], []
     for drawn, sample in zip(sampled, batch, strict=True):
         target_path = tuple(item_paths.get(sample.target, ()))
-        group, dup = build_group(drawn, sample.target, target_path, cfg, sampler.trie, rng)
+        group, dup = build_group(drawn, sample.target, target_path, cfg, trie, rng)
         groups.append(group)
         dup_shares.append(dup if cfg.oversample else _duplicate_share(drawn))
         scored = RolloutGroup(tuple(c.item for c in group), tuple(c.token_ids for c in group),
