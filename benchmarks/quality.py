@@ -118,14 +118,30 @@ def run_protocol(protocol: str, args, existing: dict) -> list[dict]:
            lambda: seeded_rows("gru4rec", gru, args.seeds, cfg, catalog, split))
     for name, preset in (("sft", "default"), ("sft_atomic", "atomic")):
         pcfg = policy_config(preset, protocol, args.overrides)
-        cached(name, settings_hash(name, pcfg.model_dump()), lambda n=name, c=pcfg: run_policy(n, c, catalog, split))
+        cached(name, settings_hash(name, pcfg.model_dump(), args.policy_seeds),
+               lambda n=name, p=preset: seeded_policy_row(n, p, protocol, args, catalog, split))
     return rows
+
+
+def seeded_policy_row(name: str, preset: str, protocol: str, args, catalog, split) -> dict:
+    """The policy over `args.policy_seeds` seeds (sft.seed = 0..n-1): mean metrics, std of NDCG@10/HR@10."""
+    runs = [run_policy(name, policy_config(preset, protocol, [*args.overrides, f"sft.seed={seed}"]), catalog, split)
+            for seed in range(args.policy_seeds)]
+    row = runs[0]
+    for key in row["metrics"]:
+        row["metrics"][key] = float(np.mean([r["metrics"][key] for r in runs]))
+    for key in ("ndcg@10", "hr@10"):
+        row["metrics"][f"{key}_std"] = float(np.std([r["metrics"][key] for r in runs]))
+    row["seconds"]["train"] = round(float(np.mean([r["seconds"]["train"] for r in runs])), 1)
+    row["notes"] = f"mean of {len(runs)} seeds (predictions: seed 0); " + row["notes"]
+    return row
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--protocols", nargs="+", default=["temporal", "loo"], choices=["temporal", "loo"])
     parser.add_argument("--seeds", type=int, default=3, help="seeds for the classic baselines")
+    parser.add_argument("--policy-seeds", type=int, default=3, help="seeds for the policy rows (sft.seed)")
     parser.add_argument("--notes-file", type=Path, default=Path("benchmarks/quality_notes.md"),
                         help="markdown appended to the report (what was tried)")
     parser.add_argument("overrides", nargs="*", help="config overrides, e.g. device=cuda sft.max_epochs=12")
