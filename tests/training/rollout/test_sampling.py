@@ -108,3 +108,9 @@ def test_teacher_forced_logprobs_match_the_sampler(sampler, history_prompts):
     expected = torch.tensor([list(c.logprobs) for c in completions])
     assert mask.sum().item() == expected.numel()
     assert torch.allclose(logprobs, expected, atol=1e-4)
+
+
+def test_no_invalid_item_in_1000_samples_at_high_temperature(sampler, history_prompts):
+    s, item_ids = sampler
+    groups = s.sample(history_prompts, n=1000, temperature=3.0, generator=torch.Generator().manual_seed(4))
+    assert all(c.item in item_ids and list(c.token_ids) == item_ids[c.item] for g in groups for c in g)
