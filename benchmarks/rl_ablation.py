@@ -53,8 +53,12 @@ def evaluate_bundle(cfg, bundle: Path, catalog, split) -> dict:
     return {"metrics": metrics, "predictions": eval_dir / "predictions.jsonl"}
 
 
-def run_seed(scheme: str, seed: int, variants: list[str], overrides: list[str], catalog, split) -> dict:
-    """{row name: {"metrics", "predictions", "seconds", "log"}} for one scheme and seed."""
+def run_seed(scheme: str, seed: int, variants: list[str], overrides: list[str], catalog, split,
+             cached_only: bool = False) -> dict:
+    """{row name: {"metrics", "predictions", "seconds", "log"}} for one scheme and seed.
+
+    cached_only: skip the RL rows whose bundle was not trained before (their row averages fewer seeds).
+    """
     base = policy_config(PRESETS[scheme], "temporal", [f"sft.seed={seed}", *overrides])
     started = time.time()
     parent, _ = train_policy_bundle(base, catalog, split, device=resolve_device(base.device))
@@ -63,6 +67,8 @@ def run_seed(scheme: str, seed: int, variants: list[str], overrides: list[str], 
         recipe, extra = VARIANTS[name]
         cfg = load_config(recipe, ["data.protocol=temporal", f"rl.seed={seed}", *overrides, *extra,
                                    f"name={base.name}-{name}"])
+        if cached_only and not (Path(cfg.runs_dir) / cfg.name / "bundle" / "manifest.json").exists():
+            continue
         started = time.time()
         bundle, _ = train_rl_bundle(cfg, parent, catalog, split, device=resolve_device(cfg.device))
         log = [json.loads(x) for x in (bundle.parent / "train" / "rl_log.jsonl").read_text().splitlines()]
@@ -83,12 +89,13 @@ def interval(predictions: Path, reference: Path) -> list[float]:
 
 def aggregate(name: str, scheme: str, per_seed: list[dict], sasrec: Path) -> dict:
     """One report row: mean metrics over seeds, std of NDCG@10/HR@10, intervals per seed pair."""
-    runs = [s[name] for s in per_seed]
+    pairs = [(s[name], s["sft"]) for s in per_seed if name in s]
+    runs = [r for r, _ in pairs]
     metrics = {k: float(np.mean([r["metrics"][k] for r in runs])) for k in METRIC_KEYS
                if all(r["metrics"].get(k) is not None for r in runs)}
     for key in ("ndcg@10", "hr@10"):
         metrics[f"{key}_std"] = float(np.std([r["metrics"][key] for r in runs]))
-    sft = [s["sft"] for s in per_seed]
+    sft = [s for _, s in pairs]
     metrics["ratio_ndcg@10_vs_sft"] = metrics["ndcg@10"] / float(np.mean([r["metrics"]["ndcg@10"] for r in sft]))
     row = {"name": f"{name}_{scheme}", "dataset": "ml-100k", "protocol": "temporal", "metrics": metrics,
            "seconds": {"train_and_eval": round(float(np.mean([r["seconds"] for r in runs])), 1)},
@@ -129,6 +136,8 @@ def main() -> None:
                         help="only train (cache) the bundles of these seeds; no SASRec, no report. Lets seeds run "
                              "as parallel processes before one run with every seed writes the report")
     parser.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
+    parser.add_argument("--cached-only", action="store_true",
+                        help="report from trained bundles only (RL rows of seeds not trained are left out of means)")
     parser.add_argument("--notes-file", type=Path, default=Path("benchmarks/rl_ablation_notes.md"))
     parser.add_argument("overrides", nargs="*", help="config overrides, e.g. rl.steps=300 device=cuda")
     args = parser.parse_args()
@@ -145,7 +154,8 @@ def main() -> None:
     rows, per_scheme = [], {}
     for scheme in args.schemes:
         variants = [v for v in args.variants if scheme == "sid" or v not in SID_ONLY]
-        per_seed = [run_seed(scheme, seed, variants, args.overrides, catalog, split) for seed in range(args.seeds)]
+        per_seed = [run_seed(scheme, seed, variants, args.overrides, catalog, split, args.cached_only)
+                    for seed in range(args.seeds)]
         per_scheme[scheme] = per_seed
         rows += [aggregate(name, scheme, per_seed, Path(sasrec["predictions"])) for name in ["sft", *variants]]
     rows.append({**sasrec, "notes": sasrec["notes"] + "; seed 0, the reference of ci95_per_seed_vs_sasrec"})
