@@ -67,14 +67,20 @@ def seeded_rows(name: str, base: SeqConfig, seeds: int, cfg, catalog, split) -> 
         config = base.model_copy(update={"seed": seed})
         tag = f"h{config.hidden}-d{config.dropout}-s{seed}"
         rows.append(run_baseline(name, cfg, catalog, split, config=config, tag=tag, row_name=name))
+    row = mean_of_seeds(rows)
+    row["notes"] = (f"hidden {base.hidden}, dropout {base.dropout}; mean of {seeds} seeds "
+                    f"(predictions: seed 0); " + row["notes"].split("; ", 1)[1])
+    return row
+
+
+def mean_of_seeds(rows: list[dict]) -> dict:
+    """rows[0] with every metric averaged over the rows, std of NDCG@10/HR@10, mean train seconds."""
     row = rows[0]
     for key in row["metrics"]:
         row["metrics"][key] = float(np.mean([r["metrics"][key] for r in rows]))
     for key in ("ndcg@10", "hr@10"):
         row["metrics"][f"{key}_std"] = float(np.std([r["metrics"][key] for r in rows]))
     row["seconds"]["train"] = round(float(np.mean([r["seconds"]["train"] for r in rows])), 1)
-    row["notes"] = (f"hidden {base.hidden}, dropout {base.dropout}; mean of {seeds} seeds "
-                    f"(predictions: seed 0); " + row["notes"].split("; ", 1)[1])
     return row
 
 
@@ -127,12 +133,7 @@ def seeded_policy_row(name: str, preset: str, protocol: str, args, catalog, spli
     """The policy over `args.policy_seeds` seeds (sft.seed = 0..n-1): mean metrics, std of NDCG@10/HR@10."""
     runs = [run_policy(name, policy_config(preset, protocol, [*args.overrides, f"sft.seed={seed}"]), catalog, split)
             for seed in range(args.policy_seeds)]
-    row = runs[0]
-    for key in row["metrics"]:
-        row["metrics"][key] = float(np.mean([r["metrics"][key] for r in runs]))
-    for key in ("ndcg@10", "hr@10"):
-        row["metrics"][f"{key}_std"] = float(np.std([r["metrics"][key] for r in runs]))
-    row["seconds"]["train"] = round(float(np.mean([r["seconds"]["train"] for r in runs])), 1)
+    row = mean_of_seeds(runs)
     row["notes"] = f"mean of {len(runs)} seeds (predictions: seed 0); " + row["notes"]
     return row
 

@@ -105,6 +105,15 @@ def _prepare(cfg):
         return prepare_data(cfg)
 
 
+def _train_bundle(cfg, train) -> None:
+    """Device, data, then `train(cfg, catalog, split, device) -> (bundle, written)`; says which happened."""
+    device = _device(cfg)
+    catalog, split = _prepare(cfg)
+    with _clear_errors():
+        bundle, written = train(cfg, catalog, split, device)
+    console.print(f"bundle written: {bundle}" if written else f"bundle up to date, not retrained: {bundle}")
+
+
 @data_app.command("fetch")
 def data_fetch(data_dir: Path = typer.Option(Path("data"), help="where data is cached")) -> None:
     """Download MovieLens-100K from the recbole wheel on PyPI and verify its checksums."""
@@ -136,14 +145,13 @@ def train_sft_cmd(
 ) -> None:
     """SFT the policy (next-item identifiers + alignment) and write its bundle."""
     extra = [f"policy.base_model={base_model}"] if base_model else []
-    cfg = _config(config, (overrides or []) + extra)
-    device = _device(cfg)
-    catalog, split = _prepare(cfg)
-    with _clear_errors():
+
+    def train(cfg, catalog, split, device):
         from training.pipeline import train_policy_bundle
 
-        bundle, written = train_policy_bundle(cfg, catalog, split, force=force, device=device)
-    console.print(f"bundle written: {bundle}" if written else f"bundle up to date, not retrained: {bundle}")
+        return train_policy_bundle(cfg, catalog, split, force=force, device=device)
+
+    _train_bundle(_config(config, (overrides or []) + extra), train)
 
 
 @train_app.command("rl")
@@ -153,14 +161,12 @@ def train_rl_cmd(
     force: bool = typer.Option(False, help="retrain even if a bundle of these settings exists"),
 ) -> None:
     """RL (a recipe: grpo_basic, riser, gream_srpo) or its sft_continued control from a policy bundle."""
-    cfg = _config(config, overrides)
-    device = _device(cfg)
-    catalog, split = _prepare(cfg)
-    with _clear_errors():
+    def train(cfg, catalog, split, device):
         from training.pipeline import train_rl_bundle
 
-        bundle, written = train_rl_bundle(cfg, from_bundle, catalog, split, force=force, device=device)
-    console.print(f"bundle written: {bundle}" if written else f"bundle up to date, not retrained: {bundle}")
+        return train_rl_bundle(cfg, from_bundle, catalog, split, force=force, device=device)
+
+    _train_bundle(_config(config, overrides), train)
 
 
 @baseline_app.command("train")
@@ -174,15 +180,12 @@ def baseline_train(
 
     if model not in BASELINES:
         _fail(f"unknown baseline {model[:40]!r}; choose one of {sorted(BASELINES)}")
-    cfg = _config(config, overrides)
-    device = _device(cfg)
-    catalog, split = _prepare(cfg)
-    with _clear_errors():
+    def train(cfg, catalog, split, device):
         from training.baselines.bundle import train_baseline_bundle
 
-        bundle, written = train_baseline_bundle(model, cfg, catalog, split, force=force, config=cfg.baseline,
-                                                device=device)
-    console.print(f"bundle written: {bundle}" if written else f"bundle up to date, not retrained: {bundle}")
+        return train_baseline_bundle(model, cfg, catalog, split, force=force, config=cfg.baseline, device=device)
+
+    _train_bundle(_config(config, overrides), train)
 
 
 @app.command("eval")

@@ -14,15 +14,9 @@ from training.rollout.scoring import completion_logprobs
 from training.tokenization.builder import build_tokenizer, collect_vocabulary
 from training.trainers.rl import train_rl
 
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
 SMALL = PolicyConfig(hidden_size=32, num_layers=1, num_heads=2, num_kv_heads=1, intermediate_size=64)
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 def _policy(catalog, scheme_name: str, **options) -> PolicyRecommender:

@@ -20,6 +20,8 @@ from training.data.types import Sample
 from training.trainers.sft import CheckpointError, train_sft, validate
 from training.trainers.sft_data import build_window_example
 
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
 N_VALID = 10  # scores are multiples of 1/N_VALID: round(score * N_VALID) targets ranked 1st, the rest absent
 
 
@@ -44,15 +46,6 @@ class ScriptedRecommender:
         hits = round(self.scores[call] * len(samples))
         fillers = [f"filler{i}" for i in range(k)]
         return [[s.target, *fillers[:k - 1]] if i < hits else fillers for i, s in enumerate(samples)]
-
-
-@pytest.fixture(autouse=True)
-def one_torch_thread():
-    """A tiny model trains ~20x faster on one thread than on several contended ones; restored afterwards."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 @pytest.fixture
