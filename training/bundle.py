@@ -96,6 +96,11 @@ def settings_hash(settings: dict) -> str:
     return hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:16]
 
 
+def source_section(settings: dict) -> dict:
+    """The manifest's `source`: the settings that made a bundle and their hash (the cache key)."""
+    return {"settings_sha256": settings_hash(settings), "settings": settings}
+
+
 def read_manifest(root: Path) -> dict:
     path = Path(root) / MANIFEST
     if not path.is_file():

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from training.bundle import BundleError, settings_hash, validate_bundle, write_bundle
+from training.bundle import BundleError, settings_hash, source_section, validate_bundle, write_bundle
 from training.catalog import Catalog
 from training.config import RunConfig, config_differences, save_config
 from training.data.adapters import DatasetFormatError, load_dataset
@@ -57,9 +57,14 @@ def split_dir(cfg: RunConfig) -> Path:
     return Path(cfg.data.data_dir) / "splits" / f"{cfg.data.dataset}-{cfg.data.protocol}{core}"
 
 
+def data_settings(cfg: RunConfig) -> dict:
+    """The data settings that shape a split (where the files live is not one of them)."""
+    return cfg.data.model_dump(mode="json", exclude={"data_dir", "path"})
+
+
 def split_source_key(cfg: RunConfig, raw_path: Path) -> str:
     """sha256 over the data settings that shape a split and the bytes of every raw file."""
-    digest = hashlib.sha256(settings_hash(cfg.data.model_dump(exclude={"data_dir", "path"})).encode())
+    digest = hashlib.sha256(settings_hash(data_settings(cfg)).encode())
     files = [raw_path] if raw_path.is_file() else sorted(p for p in raw_path.rglob("*") if p.is_file())
     for path in files:
         digest.update(str(path.relative_to(raw_path) if path != raw_path else path.name).encode())
@@ -76,27 +81,28 @@ def prepare_data(cfg: RunConfig) -> tuple[Catalog, SplitData]:
                                  "nothing to split")
     catalog = Catalog(dataset.items.values())
     folder, key = split_dir(cfg), split_source_key(cfg, raw_path)
-    reason = _split_stale_reason(folder, key)
-    if reason:
+    split, reason = _load_current_split(folder, key)
+    if split is None:
         tqdm.write(f"writing split files to {folder} ({reason})")
-        split = build_split(dataset, cfg.data.protocol, cfg.data.max_history, k_core=cfg.data.k_core)
-        _check_parts(split, len(dataset.interactions))
+        built = build_split(dataset, cfg.data.protocol, cfg.data.max_history, k_core=cfg.data.k_core)
+        _check_parts(built, len(dataset.interactions))
         (folder / "meta.json").unlink(missing_ok=True)  # never skip the write: some file is stale or gone
-        write_split(split, folder, source_key=key)
-    return catalog, load_split(folder)
+        write_split(built, folder, source_key=key)
+        split = load_split(folder)
+    return catalog, split
 
 
-def _split_stale_reason(folder: Path, key: str) -> str | None:
+def _load_current_split(folder: Path, key: str) -> tuple[SplitData | None, str]:
+    """(the split read back and hash-checked, "") when its files are current, else (None, why not)."""
     meta = read_meta(folder)
     if meta is None:
-        return "none written yet"
+        return None, "none written yet"
     if meta.get("source_key") != key:
-        return "raw files or data settings changed"
+        return None, "raw files or data settings changed"
     try:
-        load_split(folder)
+        return load_split(folder), ""
     except SplitIntegrityError:
-        return "files missing or altered"
-    return None
+        return None, "files missing or altered"
 
 
 def _check_parts(split: SplitData, n_interactions: int) -> None:
@@ -131,9 +137,9 @@ def run_dir(cfg: RunConfig) -> Path:
 
 def policy_settings(cfg: RunConfig, split: SplitData) -> dict:
     """What makes a policy bundle (and its checkpoints): data, identifiers, model, SFT settings, split hash."""
-    return {"data": cfg.data.model_dump(mode="json", exclude={"data_dir", "path"}),
-            "identifiers": cfg.identifiers.model_dump(mode="json"), "policy": cfg.policy.model_dump(mode="json"),
-            "sft": cfg.sft.model_dump(mode="json"), "split_sha256": split.content_hash}
+    return {"data": data_settings(cfg), "identifiers": cfg.identifiers.model_dump(mode="json"),
+            "policy": cfg.policy.model_dump(mode="json"), "sft": cfg.sft.model_dump(mode="json"),
+            "split_sha256": split.content_hash}
 
 
 def reuse_bundle(bundle: Path, settings: dict) -> bool:
@@ -206,8 +212,9 @@ def eval_section(cfg: RunConfig) -> dict:
     return {"test_samples": cfg.eval.test_samples, "seed": cfg.eval.seed, "filter_seen": cfg.eval.filter_seen}
 
 
-def save_policy_bundle(root: Path, cfg: RunConfig, catalog: Catalog, split: SplitData, scheme: IdentifierScheme,
-                       tokenizer, model, summary: dict, settings: dict) -> dict:
+def policy_files(catalog: Catalog, scheme: IdentifierScheme, tokenizer, model):
+    """`fill(tmp)` for `write_bundle`: the files of a policy bundle (the policy folder is HF/vLLM-loadable)."""
+
     def fill(tmp: Path) -> None:
         catalog.save(tmp / "catalog.json")
         scheme.save(tmp / "identifiers")
@@ -215,14 +222,19 @@ def save_policy_bundle(root: Path, cfg: RunConfig, catalog: Catalog, split: Spli
         model.save_pretrained(tmp / "policy", safe_serialization=True)
         tokenizer.save_pretrained(tmp / "policy")
 
+    return fill
+
+
+def save_policy_bundle(root: Path, cfg: RunConfig, catalog: Catalog, split: SplitData, scheme: IdentifierScheme,
+                       tokenizer, model, summary: dict, settings: dict) -> dict:
     generation = {"identifier_scheme": scheme.name, "prompt_layout": PROMPT_LAYOUT_VERSION,
                   "max_history": cfg.data.max_history, "beam_width": cfg.eval.beam_width, "backend": "batched",
                   "max_prompt_tokens": MAX_PROMPT_TOKENS}
     model_info = {"architecture": type(model).__name__, "parameters": count_parameters(model),
                   "config": cfg.policy.model_dump(), "training": summary}
-    return write_bundle(root, fill, "policy", cfg.name, dataset_section(cfg, split), model_info,
-                        identifier=scheme.stats(), generation=generation, eval=eval_section(cfg),
-                        source={"settings_sha256": settings_hash(settings), "settings": settings})
+    return write_bundle(root, policy_files(catalog, scheme, tokenizer, model), "policy", cfg.name,
+                        dataset_section(cfg, split), model_info, identifier=scheme.stats(), generation=generation,
+                        eval=eval_section(cfg), source=source_section(settings))
 
 
 class SplitMismatchError(RuntimeError):
@@ -293,28 +305,20 @@ def train_rl_bundle(cfg: RunConfig, parent: Path, catalog: Catalog, split: Split
     save_config(cfg, out / "config.json")
     started = time.time()
     valid = select_subset(split.valid, cfg.rl.valid_samples, cfg.eval.seed)
-    levels = (policy.scheme.stats().get("n_levels") or None) if policy.scheme.name == "sid" else None
+    levels = policy.scheme.n_levels if policy.scheme.name == "sid" else None  # H: SID levels, no disambiguation
     summary = train_rl(policy, rl_prompt_samples(cfg, split), valid, cfg.rl, out / "train", num_levels=levels)
     summary.update(seconds=time.time() - started, device=device, parent=str(parent),
                    parent_bundle_version=policy.manifest["bundle_version"], recipe=cfg.rl.recipe,
                    control=cfg.rl.control, prompts=cfg.rl.prompts)
-    parent_manifest = policy.manifest
-    _save_rl_bundle(bundle, cfg, catalog, split, policy, summary, settings, parent_manifest)
+    _save_rl_bundle(bundle, cfg, catalog, split, policy, summary, settings, policy.manifest)
     return bundle, True
 
 
 def _save_rl_bundle(root: Path, cfg: RunConfig, catalog: Catalog, split: SplitData, policy, summary: dict,
                     settings: dict, parent: dict) -> dict:
-    def fill(tmp: Path) -> None:
-        catalog.save(tmp / "catalog.json")
-        policy.scheme.save(tmp / "identifiers")
-        policy.tokenizer.save_pretrained(tmp / "tokenizer")
-        policy.model.cpu().save_pretrained(tmp / "policy", safe_serialization=True)
-        policy.tokenizer.save_pretrained(tmp / "policy")
-
     model_info = {**parent.get("model", {}), "training": summary,
                   "parent": {"bundle_version": parent["bundle_version"], "name": parent["name"]}}
+    fill = policy_files(catalog, policy.scheme, policy.tokenizer, policy.model.cpu())
     return write_bundle(root, fill, "policy", cfg.name, dataset_section(cfg, split), model_info,
                         identifier=parent.get("identifier"), generation=parent.get("generation"),
-                        eval=eval_section(cfg), source={"settings_sha256": settings_hash(settings),
-                                                        "settings": settings})
+                        eval=eval_section(cfg), source=source_section(settings))

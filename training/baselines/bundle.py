@@ -5,11 +5,11 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from training.bundle import settings_hash, write_bundle
+from training.bundle import source_section, write_bundle
 from training.catalog import Catalog
 from training.config import RunConfig, SeqConfig
 from training.data.split import SplitData
-from training.pipeline import dataset_section, eval_section, reuse_bundle
+from training.pipeline import data_settings, dataset_section, eval_section, reuse_bundle
 from training.recommender import ScoringRecommender
 
 
@@ -22,8 +22,7 @@ def baseline_bundle_dir(cfg: RunConfig, name: str, tag: str = "") -> Path:
 def baseline_settings(name: str, cfg: RunConfig, split: SplitData, config: SeqConfig | None) -> dict:
     """What makes a baseline bundle: its name, hyper-parameters (none for Pop), data settings, split hash."""
     return {"baseline": name, "config": config.model_dump(mode="json") if config and name != "pop" else None,
-            "data": cfg.data.model_dump(mode="json", exclude={"data_dir", "path"}),
-            "split_sha256": split.content_hash}
+            "data": data_settings(cfg), "split_sha256": split.content_hash}
 
 
 def save_baseline_bundle(root: Path, recommender: ScoringRecommender, cfg: RunConfig, catalog: Catalog,
@@ -36,7 +35,7 @@ def save_baseline_bundle(root: Path, recommender: ScoringRecommender, cfg: RunCo
     return write_bundle(root, fill, "baseline", recommender.name, dataset_section(cfg, split),
                         {"baseline": recommender.name, "training": summary},
                         generation={"max_history": max_len}, eval=eval_section(cfg),
-                        source={"settings_sha256": settings_hash(settings), "settings": settings})
+                        source=source_section(settings))
 
 
 def train_baseline_bundle(name: str, cfg: RunConfig, catalog: Catalog, split: SplitData, force: bool = False,
