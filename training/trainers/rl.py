@@ -8,7 +8,6 @@ Keeps the best-validation weights (NDCG@10 every `eval_every` steps, early stop)
 
 from __future__ import annotations
 
-import json
 import random
 import time
 from collections.abc import Iterator, Sequence
@@ -22,6 +21,7 @@ from training.data.types import Sample
 from training.rollout.backend import BatchedTrieEngine
 from training.trainers.rl_rollout import collect_rollout
 from training.trainers.rl_update import continued_sft_loss, policy_gradient_loss, simpo_loss
+from training.trainers.run_files import append_jsonl, write_jsonl
 from training.trainers.sft import validate
 
 
@@ -40,6 +40,8 @@ def train_rl(policy, prompts: Sequence[Sample], valid: Sequence[Sample], cfg: RL
     best = {"ndcg": validate(policy, valid), "step": 0, "state": _copy_state(model)}
     tqdm.write(f"rl start: valid NDCG@10 {best['ndcg']:.4f}")
     log, bad = [{"step": 0, "valid_ndcg@10": best["ndcg"]}], 0
+    log_path = run_dir / "rl_log.jsonl"
+    write_jsonl(log_path, log)
     batches = _cycle(list(prompts), cfg.prompts_per_step, rng)
     for step in tqdm(range(1, cfg.steps + 1), desc=f"rl {'control' if cfg.control else cfg.recipe}"):
         record = _step(policy, engine, next(batches), cfg, optimizer, rng, generator, num_levels, pad_id)
@@ -52,7 +54,7 @@ def train_rl(policy, prompts: Sequence[Sample], valid: Sequence[Sample], cfg: RL
                 bad += 1
             tqdm.write(f"step {step}: valid NDCG@10 {record['valid_ndcg@10']:.4f} reward {record['reward_mean']:.4f}")
         log.append(record)
-        _write_log(run_dir, log)
+        append_jsonl(log_path, record)
         if bad >= cfg.patience:
             break
     model.load_state_dict(best["state"])
@@ -71,11 +73,13 @@ def _step(policy, engine, batch, cfg: RLConfig, optimizer, rng, generator, num_l
     model.train()
     started = time.perf_counter()
     stats: dict[str, float] = {}
+    old = None  # the rollout policy's log-probs, kept from the first update for the later ones
     for _ in range(cfg.updates_per_batch):
         if cfg.control:
             loss = continued_sft_loss(model, prompt_ids, [policy.item_ids[s.target] for s in batch], pad_id)
         else:
-            loss, stats = policy_gradient_loss(model, rollout, cfg, pad_id)
+            loss, stats, used = policy_gradient_loss(model, rollout, cfg, pad_id, old)
+            old = used if old is None else old
             if cfg.simpo_weight > 0:
                 extra, simpo_stats = simpo_loss(model, rollout, cfg, pad_id, policy.trie, policy.item_ids)
                 loss = loss + cfg.simpo_weight * extra
@@ -101,9 +105,3 @@ def _cycle(items: list[Sample], size: int, rng: random.Random) -> Iterator[list[
 
 def _copy_state(model) -> dict[str, torch.Tensor]:
     return {k: v.detach().clone() for k, v in model.state_dict().items()}
-
-
-def _write_log(run_dir: Path, records: list[dict]) -> None:
-    tmp = run_dir / "rl_log.jsonl.tmp"
-    tmp.write_text("".join(json.dumps(r) + "\n" for r in records))
-    tmp.replace(run_dir / "rl_log.jsonl")

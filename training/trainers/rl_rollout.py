@@ -22,11 +22,12 @@ from training.rollout.sampling import Completion
 
 @dataclass(frozen=True)
 class StepRollout:
-    """One step's groups: G completions per prompt, rewards [B, G] and rollout stats."""
+    """One step's groups: G completions per prompt, rewards and exact hits [B, G], rollout stats."""
 
     prompts: list[list[int]]
     groups: list[list[Completion]]
     rewards: torch.Tensor
+    hits: torch.Tensor
     targets: list[str]
     stats: dict[str, float]
 
@@ -66,12 +67,12 @@ def collect_rollout(engine: RolloutEngine, trie: ItemTrie, prompts: list[list[in
                               tuple(c.logprob for c in group), sample.target, target_path)
         rewards.append(score_group(cfg.reward, scored, num_levels=num_levels, beta=cfg.prefix_beta))
     reward_t = torch.tensor(rewards, dtype=torch.float32)
-    hits = torch.tensor([[float(c.item == s.target) for c in g] for g, s in zip(groups, batch, strict=True)])
+    hits = torch.tensor([[c.item == s.target for c in g] for g, s in zip(groups, batch, strict=True)])
     stats = {"reward_mean": reward_t.mean().item(), "reward_std": reward_t.std().item(),
-             "hit_rate": hits.mean().item(), "groups_with_hit": (hits.amax(dim=1) > 0).float().mean().item(),
+             "hit_rate": hits.float().mean().item(), "groups_with_hit": hits.any(dim=1).float().mean().item(),
              "duplicate_share": sum(dup_shares) / len(dup_shares),
              "sample_nll": -sum(c.logprob for g in sampled for c in g) / sum(len(g) for g in sampled)}
-    return StepRollout(prompts, groups, reward_t, [s.target for s in batch], stats)
+    return StepRollout(prompts, groups, reward_t, hits, [s.target for s in batch], stats)
 
 
 def _duplicate_share(drawn: list[Completion]) -> float:

@@ -36,15 +36,20 @@ def token_weights(n_children: torch.Tensor, mask: torch.Tensor, cfg: RLConfig) -
 
 
 def policy_gradient_loss(model, rollout: StepRollout, cfg: RLConfig, pad_id: int,
-                         old: torch.Tensor | None = None) -> tuple[torch.Tensor, dict[str, float]]:
-    """Clipped PG (or RISER's KL-Cov objective) over the groups whose rewards vary."""
-    hits = _hits(rollout)
+                         old: torch.Tensor | None = None) -> tuple[torch.Tensor, dict[str, float], torch.Tensor]:
+    """Clipped PG (or RISER's KL-Cov objective) over the groups whose rewards vary.
+
+    old: the per-token log-probs [N, T] of the rollout policy, returned (detached) by the first
+    update on this rollout; later updates pass it back, so their ratios leave 1 and clipping and
+    KL-Cov take effect. Returns (loss, stats, the detached log-probs this call used as `old`).
+    """
+    hits = rollout.hits
     advantages = compute_advantages(rollout.rewards, cfg, hits)
     keep = ~zero_variance_groups(rollout.rewards) if cfg.drop_zero_variance else torch.ones(len(hits), dtype=bool)
     stats = {"zero_variance_share": 1.0 - keep.float().mean().item()}
     rows = [(b, g) for b in range(len(rollout.groups)) if keep[b] for g in range(len(rollout.groups[b]))]
     if not rows:
-        return _zero(model), {**stats, "pg_tokens": 0.0}
+        return _zero(model), {**stats, "pg_tokens": 0.0}, torch.zeros(0)
     prompts = [rollout.prompts[b] for b, _ in rows]
     completions = [rollout.groups[b][g] for b, g in rows]
     logprobs, mask = completion_logprobs(model, prompts, [c.token_ids for c in completions], pad_id)
@@ -60,13 +65,13 @@ def policy_gradient_loss(model, rollout: StepRollout, cfg: RLConfig, pad_id: int
     else:
         loss, loss_stats = get_loss("clipped_pg")(logprobs, old_logprobs, adv, weights, cfg.clip_low,
                                                   cfg.clip_high, cfg.dual_clip)
-    return loss, {**stats, **loss_stats, "pg_tokens": float(mask.sum().item())}
+    return loss, {**stats, **loss_stats, "pg_tokens": float(mask.sum().item())}, old_logprobs
 
 
 def simpo_loss(model, rollout: StepRollout, cfg: RLConfig, pad_id: int, trie: ItemTrie,
                item_paths: Mapping[str, Sequence[int]]) -> tuple[torch.Tensor, dict[str, float]]:
     """SimPO on all-failed groups (riser.txt Eq. 3): the target against each distinct wrong item."""
-    hits = _hits(rollout)
+    hits = rollout.hits
     pairs = []
     for b, group in enumerate(rollout.groups):
         target = rollout.targets[b]
@@ -92,10 +97,6 @@ def continued_sft_loss(model, prompts: list[list[int]], target_paths: list[Seque
     """The `sft_continued` control: mean token cross-entropy of the target identifiers."""
     logprobs, mask = completion_logprobs(model, prompts, target_paths, pad_id)
     return -(logprobs * mask).sum() / mask.sum().clamp(min=1.0)
-
-
-def _hits(rollout: StepRollout) -> torch.Tensor:
-    return torch.tensor([[c.item == t for c in g] for g, t in zip(rollout.groups, rollout.targets, strict=True)])
 
 
 def _zero(model) -> torch.Tensor:

@@ -6,7 +6,6 @@ subset) -> keep best -> early stop. Resumes from `run_dir/last.pt`.
 
 from __future__ import annotations
 
-import json
 import math
 import random
 import time
@@ -20,6 +19,7 @@ from tqdm import tqdm
 from training.config import SFTConfig, config_differences
 from training.data.types import Sample
 from training.eval.metrics import per_sample_metrics
+from training.trainers.run_files import save_atomic, write_jsonl
 from training.trainers.sft_data import Example, collate
 
 
@@ -104,11 +104,11 @@ def train_sft(model, examples: list[Example], pad_id: int, cfg: SFTConfig, run_d
         state.update(epoch=epoch + 1, bad_epochs=0 if improved else state["bad_epochs"] + 1)
         if improved:
             state.update(best_ndcg=ndcg, best_epoch=epoch + 1)
-            _save_atomic(model.state_dict(), run_dir / "best.pt")
+            save_atomic(model.state_dict(), run_dir / "best.pt")
         _record_epoch(state, epoch, float(np.mean(losses)), ndcg, time.time() - start, improved)
-        _save_atomic({"model": model.state_dict(), "optimizer": optimizer.state_dict(), "state": state,
+        save_atomic({"model": model.state_dict(), "optimizer": optimizer.state_dict(), "state": state,
                       "fingerprint": fingerprint}, run_dir / "last.pt")
-        _write_log(run_dir, state["log"])
+        write_jsonl(run_dir / "log.jsonl", state["log"])
     if (run_dir / "best.pt").exists():
         model.load_state_dict(torch.load(run_dir / "best.pt", weights_only=True, map_location=device))
     model.eval()
@@ -133,20 +133,6 @@ def _record_epoch(state: dict, epoch: int, loss: float, ndcg: float, seconds: fl
                f"  ({seconds:.0f}s){'  *best' if improved else ''}")
 
 
-def _write_log(run_dir: Path, records: list[dict]) -> None:
-    """log.jsonl rewritten from the checkpointed state, so a resumed run never logs an epoch twice."""
-    tmp = run_dir / "log.jsonl.tmp"
-    tmp.write_text("".join(json.dumps(r) + "\n" for r in records))
-    tmp.replace(run_dir / "log.jsonl")
-
-
-def _save_atomic(obj: dict, path: Path) -> None:
-    """Write to a temporary name, then rename: an interrupted save never leaves a truncated checkpoint."""
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save(obj, tmp)
-    tmp.replace(path)
-
-
 def _resume(run_dir: Path, model, optimizer, fingerprint: dict) -> dict:
     last = run_dir / "last.pt"
     if not last.exists():
@@ -164,5 +150,5 @@ def _resume(run_dir: Path, model, optimizer, fingerprint: dict) -> dict:
     optimizer.load_state_dict(checkpoint["optimizer"])
     tqdm.write(f"resuming from {last} after epoch {checkpoint['state']['epoch']}")
     state = {"log": [], **checkpoint["state"]}
-    _write_log(run_dir, state["log"])
+    write_jsonl(run_dir / "log.jsonl", state["log"])
     return state

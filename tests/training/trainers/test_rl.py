@@ -86,3 +86,28 @@ def test_srpo_with_prefix_reward_and_certainty_mask_on_sids(tiny_catalog, tmp_pa
 def test_empty_prompts_are_refused(tiny_catalog, tmp_path):
     with pytest.raises(ValueError, match="nothing to train on"):
         train_rl(_policy(tiny_catalog, "atomic"), [], _samples(), _cfg(), tmp_path)
+
+
+def test_later_updates_on_one_rollout_are_off_policy(tiny_catalog):
+    """With updates_per_batch > 1 the first update's log-probs are the old policy: ratios leave 1 after a step."""
+    import random
+
+    from training.rollout.backend import BatchedTrieEngine
+    from training.trainers.rl_rollout import collect_rollout
+    from training.trainers.rl_update import policy_gradient_loss
+
+    policy = _policy(tiny_catalog, "atomic")
+    samples = _samples()
+    cfg = _cfg(updates_per_batch=2)
+    engine = BatchedTrieEngine(policy.model, policy.trie, 1, policy.tokenizer.pad_token_id)
+    rollout = collect_rollout(engine, policy.trie, [policy.prompt_ids(s) for s in samples], samples, cfg,
+                              policy.item_ids, None, random.Random(0), torch.Generator().manual_seed(0))
+    optimizer = torch.optim.SGD(policy.model.parameters(), lr=1.0)
+    loss, first, old = policy_gradient_loss(policy.model, rollout, cfg, policy.tokenizer.pad_token_id)
+    assert first["approx_kl"] == 0.0  # the first update is on-policy
+    optimizer.zero_grad()
+    loss.backward()
+    optimizer.step()
+    _, fresh, _ = policy_gradient_loss(policy.model, rollout, cfg, policy.tokenizer.pad_token_id)
+    _, second, _ = policy_gradient_loss(policy.model, rollout, cfg, policy.tokenizer.pad_token_id, old)
+    assert fresh["approx_kl"] == 0.0 and second["approx_kl"] > 0.0
