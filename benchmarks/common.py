@@ -7,6 +7,8 @@ import json
 import time
 from pathlib import Path
 
+import numpy as np
+
 from training.baselines.bundle import train_baseline_bundle
 from training.bundle import read_manifest
 from training.catalog import Catalog
@@ -46,8 +48,7 @@ def run_policy(name: str, cfg: RunConfig, catalog: Catalog, split: SplitData) ->
     training = manifest["model"]["training"]
     train_seconds = training.get("seconds", time.time() - started)
     eval_dir = bundle.parent / "eval"
-    recommender = load_recommender(bundle, device, beam_width=cfg.eval.beam_width)
-    metrics = evaluate_recommender(cfg, recommender, catalog, split, eval_dir)
+    metrics = evaluate_bundle(cfg, bundle, catalog, split)
     ident = manifest.get("identifier") or {}
     row = _row(name, cfg, metrics, train_seconds, eval_dir,
                f"{ident.get('scheme', cfg.identifiers.scheme)} ids, best epoch {training['best_epoch']} "
@@ -65,9 +66,26 @@ def run_baseline(name: str, cfg: RunConfig, catalog: Catalog, split: SplitData, 
     bundle, _ = train_baseline_bundle(name, cfg, catalog, split, config=config, tag=tag, device=device)
     train_seconds = read_manifest(bundle)["model"]["training"].get("seconds", time.time() - started)
     eval_dir = bundle.parent / "eval"
-    metrics = evaluate_recommender(cfg, load_recommender(bundle, device), catalog, split, eval_dir)
+    metrics = evaluate_bundle(cfg, bundle, catalog, split)
     notes = "training-set popularity" if name == "pop" else f"{name} {tag}".strip()
     return _row(row_name or name, cfg, metrics, train_seconds, eval_dir, notes)
+
+
+def evaluate_bundle(cfg: RunConfig, bundle: Path, catalog: Catalog, split: SplitData) -> dict:
+    """Metrics of `bundle` on the shared test subset; predictions in <bundle>/../eval/predictions.jsonl."""
+    recommender = load_recommender(bundle, resolve_device(cfg.device), beam_width=cfg.eval.beam_width)
+    return evaluate_recommender(cfg, recommender, catalog, split, bundle.parent / "eval")
+
+
+def paired_interval(predictions: Path, reference: Path, k: int = 10) -> dict[str, float]:
+    """95 % paired bootstrap over users (2,000 resamples) of NDCG@k(predictions) - NDCG@k(reference)."""
+    from training.eval.bootstrap import paired_bootstrap_by_user
+
+    users, values = per_sample_ndcg(predictions, k)
+    ref_users, ref_values = per_sample_ndcg(reference, k)
+    if users != ref_users:
+        raise RuntimeError(f"{predictions} and {reference} were not evaluated on the same samples")
+    return paired_bootstrap_by_user(users, np.array(values), np.array(ref_values), n_resamples=2000)
 
 
 def per_sample_ndcg(predictions: Path, k: int = 10) -> tuple[list[str], list[float]]:

@@ -24,9 +24,8 @@ from pathlib import Path
 
 import numpy as np
 
-from benchmarks.common import per_sample_ndcg, policy_config, run_baseline, run_policy
+from benchmarks.common import paired_interval, policy_config, run_baseline, run_policy
 from training.config import SeqConfig
-from training.eval.bootstrap import paired_bootstrap_by_user
 from training.eval.report import git_commit, load_rows, merge_rows, write_report
 from training.eval.subset import select_subset
 from training.pipeline import prepare_data
@@ -90,14 +89,10 @@ def add_intervals(rows: list[dict]) -> None:
         reference = next((r for r in rows if r["protocol"] == protocol and r["name"] == "sasrec"), None)
         if reference is None:
             continue
-        ref_users, ref_values = per_sample_ndcg(Path(reference["predictions"]))
         for row in rows:
             if row["protocol"] != protocol or row is reference:
                 continue
-            users, values = per_sample_ndcg(Path(row["predictions"]))
-            if users != ref_users:
-                raise RuntimeError(f"{row['name']} and sasrec were not evaluated on the same samples")
-            ci = paired_bootstrap_by_user(users, np.array(values), np.array(ref_values), n_resamples=2000)
+            ci = paired_interval(Path(row["predictions"]), Path(reference["predictions"]))
             row["ci95"] = {"ndcg@10": [round(ci["lo"], 4), round(ci["hi"], 4)]}
             row["metrics"]["ratio_ndcg@10_vs_sasrec"] = row["metrics"]["ndcg@10"] / reference["metrics"]["ndcg@10"]
             row["notes"] += "; ci95: NDCG@10 difference to sasrec seed 0; ratio: over sasrec's mean NDCG@10"

@@ -22,13 +22,11 @@ from pathlib import Path
 
 import numpy as np
 
-from benchmarks.common import METRIC_KEYS, per_sample_ndcg, policy_config, run_baseline
+from benchmarks.common import METRIC_KEYS, evaluate_bundle, paired_interval, policy_config, run_baseline
 from training.config import SeqConfig, load_config
 from training.devices import resolve_device
-from training.eval.bootstrap import paired_bootstrap_by_user
 from training.eval.report import write_report
-from training.inference import load_recommender
-from training.pipeline import evaluate_recommender, prepare_data, train_policy_bundle, train_rl_bundle
+from training.pipeline import prepare_data, train_policy_bundle, train_rl_bundle
 
 PRESETS = {"atomic": "atomic", "sid": "default"}
 # row name -> (recipe preset, extra overrides); RISER ablations drop one part each
@@ -45,14 +43,6 @@ VARIANTS = {
 SID_ONLY = {"gream_srpo", "riser-no_mask"}  # prefix reward and the certainty mask need multi-token ids
 
 
-def evaluate_bundle(cfg, bundle: Path, catalog, split) -> dict:
-    device = resolve_device(cfg.device)
-    eval_dir = bundle.parent / "eval"
-    metrics = evaluate_recommender(cfg, load_recommender(bundle, device, cfg.eval.beam_width), catalog, split,
-                                   eval_dir)
-    return {"metrics": metrics, "predictions": eval_dir / "predictions.jsonl"}
-
-
 def run_seed(scheme: str, seed: int, variants: list[str], overrides: list[str], catalog, split,
              cached_only: bool = False) -> dict:
     """{row name: {"metrics", "predictions", "seconds", "log"}} for one scheme and seed.
@@ -62,7 +52,7 @@ def run_seed(scheme: str, seed: int, variants: list[str], overrides: list[str], 
     base = policy_config(PRESETS[scheme], "temporal", [f"sft.seed={seed}", *overrides])
     started = time.time()
     parent, _ = train_policy_bundle(base, catalog, split, device=resolve_device(base.device))
-    out = {"sft": {**evaluate_bundle(base, parent, catalog, split), "seconds": time.time() - started}}
+    out = {"sft": {**_evaluated(base, parent, catalog, split), "seconds": time.time() - started}}
     for name in variants:
         recipe, extra = VARIANTS[name]
         cfg = load_config(recipe, ["data.protocol=temporal", f"rl.seed={seed}", *overrides, *extra,
@@ -72,18 +62,19 @@ def run_seed(scheme: str, seed: int, variants: list[str], overrides: list[str], 
         started = time.time()
         bundle, _ = train_rl_bundle(cfg, parent, catalog, split, device=resolve_device(cfg.device))
         log = [json.loads(x) for x in (bundle.parent / "train" / "rl_log.jsonl").read_text().splitlines()]
-        out[name] = {**evaluate_bundle(cfg, bundle, catalog, split), "seconds": time.time() - started, "log": log}
+        out[name] = {**_evaluated(cfg, bundle, catalog, split), "seconds": time.time() - started, "log": log}
         print(f"[{scheme} seed {seed}] {name}: NDCG@10 {out[name]['metrics']['ndcg@10']:.4f} "
               f"(sft {out['sft']['metrics']['ndcg@10']:.4f})", flush=True)
     return out
 
 
+def _evaluated(cfg, bundle: Path, catalog, split) -> dict:
+    return {"metrics": evaluate_bundle(cfg, bundle, catalog, split),
+            "predictions": bundle.parent / "eval" / "predictions.jsonl"}
+
+
 def interval(predictions: Path, reference: Path) -> list[float]:
-    users, values = per_sample_ndcg(predictions)
-    ref_users, ref_values = per_sample_ndcg(reference)
-    if users != ref_users:
-        raise RuntimeError(f"{predictions} and {reference} do not hold the same samples")
-    ci = paired_bootstrap_by_user(users, np.array(values), np.array(ref_values), n_resamples=2000)
+    ci = paired_interval(predictions, reference)
     return [round(ci["lo"], 4), round(ci["hi"], 4)]
 
 
