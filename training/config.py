@@ -105,6 +105,8 @@ class RLConfig(Section):
     """One RL engine, parts picked by name (DESIGN.md §5); the recipes in training/configs/ set these."""
 
     recipe: str = "grpo_basic"
+    backend: Literal["batched", "vllm"] = Field(
+        "batched", description="rollout engine: our KV-cache trie sampler, or vLLM (the cpu/gpu extra)")
     control: bool = Field(False, description="sft_continued control: CE on the target, same prompts/steps/lr")
     prompts: Literal["train", "valid_heldout"] = Field(
         "train", description="train split samples, or validation samples outside the early-stopping subset")

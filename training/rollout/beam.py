@@ -17,6 +17,7 @@ from collections.abc import Collection, Sequence
 import torch
 
 from training.identifiers.trie import ItemTrie
+from training.models.kv_cache import cache_of, with_cache
 from training.padding import pad_rows
 from training.rollout.generator import TrieGeneratorBase
 
@@ -105,7 +106,7 @@ class TrieBeamSearch(TrieGeneratorBase):
         n = len(prompts)
         dead = self.dead_prefixes(exclude, n)
         out = self.model(input_ids=ids, attention_mask=attention, use_cache=True, logits_to_keep=1)
-        cache = out.cache
+        cache = cache_of(out)
         logprobs = torch.log_softmax(out.logits[:, -1].float(), dim=-1)
         prefixes: list[tuple[int, ...]] = [()] * n
         beam_scores = torch.zeros(n, device=device)
@@ -124,8 +125,8 @@ class TrieBeamSearch(TrieGeneratorBase):
                                    torch.ones((len(prefixes), 1), dtype=torch.long, device=device)], dim=1)
             step_tokens = torch.where(flat_tokens >= 0, flat_tokens, self.pad_id)
             step = self.model(input_ids=step_tokens[:, None], attention_mask=attention,
-                              cache=cache, use_cache=True)
-            cache = step.cache
+                              **with_cache(self.model, cache), use_cache=True)
+            cache = cache_of(step)
             logprobs = torch.log_softmax(step.logits[:, -1].float(), dim=-1)
         return self._collect(prefixes, beam_scores, n, k)
 

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 import torch
 
 from training.identifiers.trie import ItemTrie
+from training.models.kv_cache import cache_of, with_cache
 from training.padding import pad_rows
 from training.rollout.beam import STAY, expand_candidates
 
@@ -74,7 +75,7 @@ class TrieSampler:
         device = next(self.model.parameters()).device
         ids, attention = (t.to(device) for t in pad_rows(prompts, self.pad_id, side="left"))
         out = self.model(input_ids=ids, attention_mask=attention, use_cache=True, logits_to_keep=1)
-        logits, cache = out.logits[:, -1].float(), out.cache
+        logits, cache = out.logits[:, -1].float(), cache_of(out)
         n_prompts = len(prompts)
         root = expand_candidates(self.trie, [()] * n_prompts, self._children).to(device)
         picks = draw_from_candidates(logits, root, temperature, top_k, n, generator)  # [P, n]
@@ -87,8 +88,9 @@ class TrieSampler:
         for _ in range(1, self.depth):
             attention = torch.cat([attention, torch.ones_like(attention[:, :1])], dim=1)
             step_tokens = torch.where(tokens >= 0, tokens, self.pad_id)[:, None]
-            out = self.model(input_ids=step_tokens, attention_mask=attention, cache=cache, use_cache=True)
-            logits, cache = out.logits[:, -1].float(), out.cache
+            out = self.model(input_ids=step_tokens, attention_mask=attention, use_cache=True,
+                             **with_cache(self.model, cache))
+            logits, cache = out.logits[:, -1].float(), cache_of(out)
             candidates = expand_candidates(self.trie, state.prefixes, self._children).to(device)
             picks = draw_from_candidates(logits, candidates, temperature, top_k, 1, generator)
             tokens = candidates.gather(1, picks).reshape(-1)

@@ -18,7 +18,7 @@ from tqdm import tqdm
 
 from training.config import RLConfig
 from training.data.types import Sample
-from training.rollout.backend import BatchedTrieEngine
+from training.rollout.engines import build_rollout_engine
 from training.trainers.rl_rollout import collect_rollout
 from training.trainers.rl_update import continued_sft_loss, policy_gradient_loss, simpo_loss
 from training.trainers.run_files import append_jsonl, write_jsonl
@@ -34,7 +34,8 @@ def train_rl(policy, prompts: Sequence[Sample], valid: Sequence[Sample], cfg: RL
     torch.manual_seed(cfg.seed)
     model, pad_id = policy.model, policy.tokenizer.pad_token_id
     depth = policy.scheme.depth or max(len(p) for p in policy.item_ids.values())
-    engine = BatchedTrieEngine(model, policy.trie, depth, pad_id, policy.generator.beam_width)
+    engine = build_rollout_engine(cfg.backend, model, policy.trie, depth, pad_id, policy.tokenizer.eos_token_id,
+                                  policy.generator.beam_width, run_dir, cfg.seed)
     optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     rng, generator = random.Random(cfg.seed), torch.Generator().manual_seed(cfg.seed)
     best = {"ndcg": validate(policy, valid), "step": 0, "state": _copy_state(model)}
@@ -88,8 +89,10 @@ def _step(policy, engine, batch, cfg: RLConfig, optimizer, rng, generator, num_l
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
         optimizer.step()
+    engine.sync_weights(model.state_dict())
     tokens = sum(len(c.token_ids) for g in rollout.groups for c in g)
-    return {**rollout.stats, **stats, "loss": float(loss.item()), "invalid_rate": 0.0,
+    invalid = sum(c.item not in policy.trie for g in rollout.groups for c in g) / max(1, rollout.hits.numel())
+    return {**rollout.stats, **stats, "loss": float(loss.item()), "invalid_rate": invalid,
             "rollout_tokens_per_s": tokens / max(rollout_seconds, 1e-9),
             "train_tokens_per_s": tokens * cfg.updates_per_batch / max(time.perf_counter() - started, 1e-9)}
 
