@@ -27,6 +27,10 @@ def one_torch_thread():
 @pytest.fixture
 def tiny_dataset() -> RawDataset:
     """12 items, 30 users; every user walks items i, i+1, i+2, ... (a planted next-item pattern)."""
+    return make_tiny_dataset()
+
+
+def make_tiny_dataset() -> RawDataset:
     items = {str(i): ItemInfo(str(i), f"Film {i}", "1995", ("Drama",) if i % 2 else ("Comedy",))
              for i in range(1, 13)}
     users = {str(u): UserProfile(str(u), str(20 + u), "M" if u % 2 else "F", "student") for u in range(1, 31)}
@@ -43,9 +47,8 @@ def tiny_catalog(tiny_dataset) -> Catalog:
     return Catalog(tiny_dataset.items.values())
 
 
-@pytest.fixture
-def tiny_policy(tiny_catalog):
-    """(model, tokenizer, scheme): random tiny Qwen3 over 2-level SIDs (+ disambiguation) of 12 items."""
+def make_tiny_policy(catalog: Catalog, hidden: int = 32, heads: int = 2):
+    """(model, tokenizer, scheme): random tiny Qwen3 over 2-level SIDs (+ disambiguation) of the catalog."""
     import numpy as np
 
     from training.config import PolicyConfig
@@ -53,9 +56,15 @@ def tiny_policy(tiny_catalog):
     from training.models.policy import build_policy
     from training.tokenization.builder import build_tokenizer, collect_vocabulary
 
-    embeddings = np.random.default_rng(0).normal(size=(len(tiny_catalog), 8)).astype("float32")
-    scheme = SemanticIdScheme.fit(tiny_catalog.item_ids, embeddings, n_levels=2, n_codes=3, seed=0)
-    tokenizer = build_tokenizer(collect_vocabulary(tiny_catalog, [], scheme.new_tokens()))
-    config = PolicyConfig(hidden_size=32, num_layers=2, num_heads=2, num_kv_heads=1, intermediate_size=64)
+    embeddings = np.random.default_rng(0).normal(size=(len(catalog), 8)).astype("float32")
+    scheme = SemanticIdScheme.fit(catalog.item_ids, embeddings, n_levels=2, n_codes=3, seed=0)
+    tokenizer = build_tokenizer(collect_vocabulary(catalog, [], scheme.new_tokens()))
+    config = PolicyConfig(hidden_size=hidden, num_layers=2, num_heads=heads, num_kv_heads=1,
+                          intermediate_size=2 * hidden)
     return build_policy(config, tokenizer, seed=0), tokenizer, scheme
 
+
+@pytest.fixture
+def tiny_policy(tiny_catalog):
+    """(model, tokenizer, scheme): random tiny Qwen3 over 2-level SIDs (+ disambiguation) of 12 items."""
+    return make_tiny_policy(tiny_catalog)
