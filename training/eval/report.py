@@ -97,7 +97,8 @@ def _fmt(v: object) -> str:
 def _metric_columns(rows: list[dict]) -> list[str]:
     present = [k for r in rows for k in r.get("metrics", {})]
     main = [m for m in MAIN_METRICS if m in present]
-    return main or list(dict.fromkeys(present))
+    ranking = any(m.startswith(("hr", "ndcg")) for m in main)
+    return main if ranking else list(dict.fromkeys(present))  # speed reports: every metric they have
 
 
 def markdown_table(rows: list[dict]) -> str:
@@ -107,7 +108,7 @@ def markdown_table(rows: list[dict]) -> str:
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for r in rows:
         secs = ", ".join(
-            f"{k} {v:.1f}" if isinstance(v, int | float) else f"{k} {v}"
+            (f"{k} {v:.1f}" if v >= 1 else f"{k} {v:.3f}") if isinstance(v, int | float) else f"{k} {v}"
             for k, v in (r.get("seconds") or {}).items()
         )
         notes = r.get("notes", "")

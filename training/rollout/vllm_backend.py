@@ -69,16 +69,18 @@ class VLLMTrieEngine:
 
     def sample(self, prompts: Sequence[list[int]], n: int, temperature: float = 1.0, top_k: int = 0,
                generator: torch.Generator | None = None) -> list[list[Completion]]:
-        """Per prompt, n constrained completions with raw (policy) per-token log-probs."""
+        """Per prompt, n constrained completions with raw (policy) per-token log-probs.
+
+        `generator` is accepted for the protocol; vLLM draws from the engine's seeded sampler."""
         from vllm import SamplingParams
 
         if temperature <= 0:
             raise ValueError(f"temperature must be > 0, got {temperature}")
-        seed = int(torch.randint(0, 2**31 - 1, (1,), generator=generator))
-        params = [SamplingParams(n=n, temperature=temperature, top_k=top_k if top_k > 0 else 0,
-                                 max_tokens=self.depth, stop_token_ids=[self.end_id], logprobs=0,
-                                 detokenize=False, seed=seed + i, extra_args={TRIE_KEY: self._mask_key})
-                  for i in range(len(prompts))]
+        # no per-request seed: vLLM 0.32 on CPU crashes rewinding a seeded request's generator when a
+        # long prompt's prefill is chunked; the engine's own seed (constructor) keeps runs reproducible
+        params = SamplingParams(n=n, temperature=temperature, top_k=top_k if top_k > 0 else 0,
+                                max_tokens=self.depth, stop_token_ids=[self.end_id], logprobs=0,
+                                detokenize=False, extra_args={TRIE_KEY: self._mask_key})
         outputs = self.llm.generate(_token_prompts(prompts), params, use_tqdm=False)
         return [[self._completion(c) for c in out.outputs] for out in outputs]
 

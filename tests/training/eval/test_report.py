@@ -1,6 +1,8 @@
 import json
 import re
 
+import pytest
+
 from training.eval.report import load_rows, merge_rows, write_report
 
 
@@ -28,7 +30,7 @@ def test_write_report_shape(tmp_path):
     assert set(report["machine"]) == {"cpu", "cores", "gpu"}
     text = md.read_text()
     assert "| name | dataset | protocol | hr@10 | ndcg@10 | invalid_rate | seconds | notes |" in text
-    assert "| sasrec | ml-100k | temporal | 0.1000 | 0.0700 | 0.0000 | train 1.5, eval 0.2 |" in text
+    assert "| sasrec | ml-100k | temporal | 0.1000 | 0.0700 | 0.0000 | train 1.5, eval 0.250 |" in text
     assert "ci95 ndcg@10 [0.0100, 0.0300]" in text
     assert "](quality_ndcg@10.png)" in text and "Hi." in text
     assert (tmp_path / "quality_ndcg@10.png").stat().st_size > 0
@@ -52,3 +54,13 @@ def test_merge_rows_replaces_by_key(tmp_path):
     assert merged[0]["metrics"]["ndcg@10"] == 0.09
     assert merged[1] == _row("pop")
     assert merge_rows(tmp_path / "missing.json", [_row("pop")]) == [_row("pop")]
+
+
+@pytest.mark.timeout(30)
+def test_speed_reports_show_every_metric_they_have():
+    from training.eval.report import markdown_table
+
+    rows = [{"name": "hf_generate", "metrics": {"ms_per_prompt": 15.0, "invalid_rate": 0.0}},
+            {"name": "vllm_sampler", "metrics": {"ms_per_prompt": 5.0, "invalid_rate": 0.0, "ratio": 3.0}}]
+    header = markdown_table(rows).splitlines()[0]
+    assert header == "| name | dataset | protocol | ms_per_prompt | invalid_rate | ratio | seconds | notes |"

@@ -114,3 +114,19 @@ def test_no_invalid_item_in_1000_samples_at_high_temperature(sampler, history_pr
     s, item_ids = sampler
     groups = s.sample(history_prompts, n=1000, temperature=3.0, generator=torch.Generator().manual_seed(4))
     assert all(c.item in item_ids and list(c.token_ids) == item_ids[c.item] for g in groups for c in g)
+
+
+@pytest.mark.timeout(60)
+def test_hf_generate_sampling_gives_real_items_with_policy_logprobs(tiny_policy, history_prompts, exact_logprob):
+    from training.rollout.hf_sampling import hf_generate_sample
+
+    model, tokenizer, scheme = tiny_policy
+    trie, item_ids = build_item_trie(scheme, tokenizer)
+    torch.manual_seed(0)
+    groups = hf_generate_sample(model.eval(), trie, history_prompts, 20, scheme.depth, tokenizer.pad_token_id, 2)
+    assert [len(g) for g in groups] == [20, 20, 20]
+    assert len({c.item for g in groups for c in g}) > 3
+    for prompt, group in zip(history_prompts, groups, strict=True):
+        for c in group[:5]:
+            assert list(c.token_ids) == item_ids[c.item]
+            assert c.logprob == pytest.approx(exact_logprob(model, prompt, list(c.token_ids)), abs=1e-4)
