@@ -71,8 +71,17 @@ def collect_rollout(engine: RolloutEngine, trie: ItemTrie, prompts: list[list[in
     stats = {"reward_mean": reward_t.mean().item(), "reward_std": reward_t.std().item(),
              "hit_rate": hits.float().mean().item(), "groups_with_hit": hits.any(dim=1).float().mean().item(),
              "duplicate_share": sum(dup_shares) / len(dup_shares),
-             "sample_nll": -sum(c.logprob for g in sampled for c in g) / sum(len(g) for g in sampled)}
+             "entropy": sampled_entropy(sampled)}
     return StepRollout(prompts, groups, reward_t, hits, [s.target for s in batch], stats)
+
+
+def sampled_entropy(groups: Sequence[Sequence[Completion]]) -> float:
+    """Monte Carlo policy entropy per item, H = E_y[-log pi(y|x)], from the sampled completions.
+
+    Unbiased at temperature 1 (samples drawn from the constrained policy); at another temperature it is
+    the cross-entropy of the tempered sampler against the policy.
+    """
+    return -sum(c.logprob for g in groups for c in g) / sum(len(g) for g in groups)
 
 
 def _duplicate_share(drawn: list[Completion]) -> float:
