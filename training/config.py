@@ -139,6 +139,14 @@ class RLConfig(Section):
     valid_samples: int = Field(2000, ge=1)
     patience: int = Field(3, ge=1)
     seed: int = 0
+    action: Literal["item", "list"] = Field(
+        "item", description="one item per sample, or a list of list_length distinct items (RecLLM-R1, rl_list.py)")
+    list_length: int = Field(10, ge=1, description="K: items per sampled list (action=list)")
+    kl_coef: float = Field(0.0, ge=0, description="beta of the k3 KL to the frozen start policy (action=list); 0 = off")
+    list_format_weight: float = Field(0.1, ge=0, le=1, description="f in (1-f) LCS + f format (list_lcs_recllm)")
+    list_duplicate_penalty: float = Field(1.0, ge=0, description="cost of a list of k repeats (list_lcs_recllm)")
+    list_invalid_penalty: float = Field(1.0, ge=0, description="cost of a list of k invalid ids (list_lcs_recllm)")
+    list_length_penalty: float = Field(1.0, ge=0, description="cost of a list k items off its length (list_lcs_recllm)")
 
 
 class RunConfig(Section):

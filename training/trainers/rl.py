@@ -19,6 +19,7 @@ from tqdm import tqdm
 from training.config import RLConfig
 from training.data.types import Sample
 from training.rollout.engines import build_rollout_engine
+from training.trainers.rl_list import following_items, list_step
 from training.trainers.rl_rollout import collect_rollout
 from training.trainers.rl_update import continued_sft_loss, policy_gradient_loss, simpo_loss
 from training.trainers.run_files import append_jsonl, write_jsonl
@@ -44,8 +45,9 @@ def train_rl(policy, prompts: Sequence[Sample], valid: Sequence[Sample], cfg: RL
     log_path = run_dir / "rl_log.jsonl"
     write_jsonl(log_path, log)
     batches = _cycle(list(prompts), cfg.prompts_per_step, rng)
+    following = following_items(prompts, cfg.list_length) if cfg.action == "list" else None
     for step in tqdm(range(1, cfg.steps + 1), desc=f"rl {'control' if cfg.control else cfg.recipe}"):
-        record = _step(policy, engine, next(batches), cfg, optimizer, rng, generator, num_levels, pad_id)
+        record = _step(policy, engine, next(batches), cfg, optimizer, rng, generator, num_levels, pad_id, following)
         record["step"] = step
         if step % cfg.eval_every == 0 or step == cfg.steps:
             record["valid_ndcg@10"] = validate(policy, valid)
@@ -64,7 +66,10 @@ def train_rl(policy, prompts: Sequence[Sample], valid: Sequence[Sample], cfg: RL
             "start_valid_ndcg@10": log[0]["valid_ndcg@10"], "steps_run": log[-1]["step"]}
 
 
-def _step(policy, engine, batch, cfg: RLConfig, optimizer, rng, generator, num_levels, pad_id) -> dict:
+def _step(policy, engine, batch, cfg: RLConfig, optimizer, rng, generator, num_levels, pad_id,
+          following=None) -> dict:
+    if cfg.action == "list":  # RecLLM-R1: the action is a list of items (rl_list.py)
+        return list_step(policy, engine, batch, cfg, optimizer, generator, pad_id, following)
     model = policy.model
     prompt_ids = [policy.prompt_ids(s) for s in batch]
     started = time.perf_counter()
