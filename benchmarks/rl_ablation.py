@@ -39,6 +39,7 @@ VARIANTS = {
     "riser-no_klcov": ("riser", ["rl.kl_cov_ratio=0"]),
     "riser-no_oversampling": ("riser", ["rl.oversample=0"]),
     "gream_srpo": ("gream_srpo", []),
+    "recllm_r1": ("recllm_r1", []),
 }
 SID_ONLY = {"gream_srpo", "riser-no_mask"}  # prefix reward and the certainty mask need multi-token ids
 
