@@ -135,6 +135,7 @@ class RLConfig(Section):
     simpo_weight: float = Field(0.0, ge=0, description="SimPO on all-failed groups; 0 = off")
     simpo_beta: float = Field(5.0, gt=0)
     simpo_gamma_ratio: float = Field(1.0, ge=0)
+    ce_weight: float = Field(0.0, ge=0, description="add ce_weight x target cross-entropy to the RL loss; 0 = off")
     eval_every: int = Field(50, ge=1)
     valid_samples: int = Field(2000, ge=1)
     patience: int = Field(3, ge=1)

@@ -90,6 +90,10 @@ def _step(policy, engine, batch, cfg: RLConfig, optimizer, rng, generator, num_l
                 extra, simpo_stats = simpo_loss(model, rollout, cfg, pad_id, policy.trie, policy.item_ids)
                 loss = loss + cfg.simpo_weight * extra
                 stats.update({f"simpo_{k}": v for k, v in simpo_stats.items()})
+            if cfg.ce_weight > 0:  # an SFT anchor: is RL worth anything on top of the control's signal?
+                ce = continued_sft_loss(model, prompt_ids, [policy.item_ids[s.target] for s in batch], pad_id)
+                loss = loss + cfg.ce_weight * ce
+                stats["ce_loss"] = float(ce.item())
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)

@@ -63,6 +63,19 @@ def test_rl_raises_the_target_probability_of_a_planted_pattern(tiny_catalog, tmp
     assert _target_prob(policy, samples) > before + 0.05
 
 
+def test_ce_weight_adds_the_target_cross_entropy_to_the_rl_loss(tiny_catalog, tmp_path):
+    """Near-greedy pairs are identical, so every group is zero-variance and dropped (no PG signal): only the
+    CE anchor can move the policy."""
+    samples = _samples()
+    flat = dict(temperature=0.01, group_size=2, inject_target=False, eval_every=1000, patience=1000, steps=10)
+    without, anchored = _policy(tiny_catalog, "atomic"), _policy(tiny_catalog, "atomic")
+    before = _target_prob(without, samples)
+    train_rl(without, samples, samples, _cfg(**flat), tmp_path / "a")
+    train_rl(anchored, samples, samples, _cfg(**flat, ce_weight=1.0), tmp_path / "b")
+    assert _target_prob(without, samples) == pytest.approx(before, abs=1e-6)
+    assert _target_prob(anchored, samples) > before + 0.05
+
+
 def test_best_validation_weights_are_kept(tiny_catalog, tmp_path):
     policy = _policy(tiny_catalog, "atomic")
     samples = _samples()
