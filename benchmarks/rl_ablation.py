@@ -40,6 +40,7 @@ VARIANTS = {
     "riser-no_oversampling": ("riser", ["rl.oversample=0"]),
     "gream_srpo": ("gream_srpo", []),
     "recllm_r1": ("recllm_r1", []),
+    "grpo_basic+ce": ("grpo_basic", ["rl.ce_weight=1.0"]),  # GRPO plus the control's cross-entropy
 }
 SID_ONLY = {"gream_srpo", "riser-no_mask"}  # prefix reward and the certainty mask need multi-token ids
 
