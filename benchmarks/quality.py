@@ -83,14 +83,15 @@ def mean_of_seeds(rows: list[dict]) -> dict:
     return row
 
 
-def add_intervals(rows: list[dict]) -> None:
-    """ci95 of NDCG@10(row) - NDCG@10(sasrec), paired bootstrap over users, per protocol."""
+def add_intervals(rows: list[dict], skip: set[int] = frozenset()) -> None:
+    """ci95 of NDCG@10(row) - NDCG@10(sasrec), paired bootstrap over users, per protocol (rows in `skip` by id
+    keep theirs)."""
     for protocol in {r["protocol"] for r in rows}:
         reference = next((r for r in rows if r["protocol"] == protocol and r["name"] == "sasrec"), None)
         if reference is None:
             continue
         for row in rows:
-            if row["protocol"] != protocol or row is reference:
+            if row["protocol"] != protocol or row is reference or id(row) in skip:
                 continue
             ci = paired_interval(Path(row["predictions"]), Path(reference["predictions"]))
             row["ci95"] = {"ndcg@10": [round(ci["lo"], 4), round(ci["hi"], 4)]}
@@ -110,13 +111,23 @@ def run_protocol(protocol: str, args, existing: dict) -> list[dict]:
         rows.append(row)
         print(f"[{protocol}] {name}: NDCG@10 {row['metrics']['ndcg@10']:.4f}", flush=True)
 
-    cached("pop", settings_hash("pop"), lambda: run_baseline("pop", cfg, catalog, split))
-    best, trials = pick_sasrec_config(cfg, catalog, split)
-    cached("sasrec", settings_hash("sasrec", best.model_dump(), args.seeds),
-           lambda: {**seeded_rows("sasrec", best, args.seeds, cfg, catalog, split), "sweep": trials})
-    gru = SeqConfig(hidden=best.hidden, dropout=best.dropout)
-    cached("gru4rec", settings_hash("gru4rec", gru.model_dump(), args.seeds),
-           lambda: seeded_rows("gru4rec", gru, args.seeds, cfg, catalog, split))
+    kept = {r["name"]: r for r in load_rows(REPORT) if r["protocol"] == protocol and r["name"] in args.keep_rows}
+    for name in args.keep_rows:
+        if name not in kept:
+            raise SystemExit(f"--keep-rows {name}: no {protocol} row named {name!r} in {REPORT}")
+        rows.append(kept[name])
+    if "pop" not in kept:
+        cached("pop", settings_hash("pop"), lambda: run_baseline("pop", cfg, catalog, split))
+    if "sasrec" not in kept:
+        best, trials = pick_sasrec_config(cfg, catalog, split)
+        cached("sasrec", settings_hash("sasrec", best.model_dump(), args.seeds),
+               lambda: {**seeded_rows("sasrec", best, args.seeds, cfg, catalog, split), "sweep": trials})
+    if "gru4rec" not in kept:
+        if "sasrec" in kept:
+            raise SystemExit("--keep-rows sasrec: keep gru4rec too (it uses the SASRec sweep's configuration)")
+        gru = SeqConfig(hidden=best.hidden, dropout=best.dropout)
+        cached("gru4rec", settings_hash("gru4rec", gru.model_dump(), args.seeds),
+               lambda: seeded_rows("gru4rec", gru, args.seeds, cfg, catalog, split))
     for name, preset in (("sft", "default"), ("sft_atomic", "atomic")):
         pcfg = policy_config(preset, protocol, args.overrides)
         cached(name, settings_hash(name, pcfg.model_dump(), args.policy_seeds),
@@ -140,6 +151,9 @@ def main() -> None:
     parser.add_argument("--policy-seeds", type=int, default=3, help="seeds for the policy rows (sft.seed)")
     parser.add_argument("--notes-file", type=Path, default=Path("benchmarks/quality_notes.md"),
                         help="markdown appended to the report (what was tried)")
+    parser.add_argument("--keep-rows", nargs="*", default=[], choices=["pop", "sasrec", "gru4rec"],
+                        help="take these rows from reports/quality.json as they are (their own command and commit) "
+                             "instead of retraining them")
     parser.add_argument("overrides", nargs="*", help="config overrides, e.g. device=cuda sft.max_epochs=12")
     args = parser.parse_args()
     commit = git_commit()
@@ -147,9 +161,11 @@ def main() -> None:
                 for r in load_rows(REPORT) if r.get("git_commit") == commit}
     command = "python -m " + " ".join(["benchmarks.quality", *sys.argv[1:]])
     rows = [row for protocol in args.protocols for row in run_protocol(protocol, args, existing)]
-    add_intervals(rows)
+    kept = {id(row) for row in rows if row["name"] in args.keep_rows}
+    add_intervals(rows, skip=kept)
     for row in rows:
-        row.update(command=command, git_commit=commit)
+        if id(row) not in kept:
+            row.update(command=command, git_commit=commit)
     with open(REPORT.with_suffix(".lock"), "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)  # protocols may run as parallel processes: merge under the lock
         merged = merge_rows(REPORT, rows)
