@@ -63,3 +63,59 @@ def build_alignment_tokens(info: ItemInfo, item_tokens, max_words: int = 24) -> 
     """Item text -> its identifier. Returns (tokens, index where the identifier starts)."""
     prefix = [BOS, ALIGN, *text_words(info.text)[:max_words], SEP]
     return prefix + list(item_tokens(info.item_id)), len(prefix)
+
+
+# Reasoning mode (gream.txt §4.2, DeepSeek-R1 template; rporec.txt §2.2.1): the completion is
+#     <think>{five-stage chain of thought}</think><answer>{item identifier}</answer>
+# parsed by `training.cot.parse.parse_reasoning`. Versioned apart from the direct layout above.
+REASONING_LAYOUT_VERSION = 1  # bump when the reasoning prompt or target changes
+REASONING_PREFILL = THINK  # append to a reasoning prompt to force reasoning mode; the parser accepts the open think
+REASONING_INSTRUCTION = (
+    "Think step by step inside <think></think>: 1 behavioural evidence, 2 latent preferences, 3 intent, "
+    "4 recommendation and justification, 5 denoised history. Then write the next item inside <answer></answer>."
+)
+
+
+def build_reasoning_prompt(
+    profile: UserProfile | None, history: Sequence[str], item_tokens, known: set[str] | None = None,
+    instruction: str | None = None, item_separator: str | None = None,
+) -> list[str]:
+    """Prompt pieces for reasoning mode; `item_tokens(raw_id) -> tuple[str, ...]` as in `build_prompt_tokens`.
+
+    Tiny policy (word-level vocabulary, no instruction words): item_tokens = `scheme.item_tokens` (SID or
+    atomic tokens), no instruction, no separator -> exactly the direct layout,
+        <bos> [profile tokens] <hist> item_1 ... item_n
+    and the completion's first token `<think>` selects reasoning mode (or the caller appends REASONING_PREFILL).
+    Text LLM: item_tokens = titles (`TitleScheme.item_tokens`: one display-name piece per item),
+    item_separator e.g. ";", instruction = REASONING_INSTRUCTION (one piece, last):
+        <bos> [profile tokens] <hist> Title 1 ; Title 2 ; ... Title n {instruction}
+    History items outside `known` (when given) are skipped, as in the direct layout.
+    """
+    tokens = [BOS, *profile_tokens(profile), HIST]
+    written = [item_tokens(item) for item in history if known is None or item in known]
+    for position, pieces in enumerate(written):
+        if position and item_separator:
+            tokens.append(item_separator)
+        tokens.extend(pieces)
+    if instruction:
+        tokens.append(instruction)
+    return tokens
+
+
+def _cot_text(cot) -> str:
+    """A chain of thought as text: a str as is, else `cot.text()` (`training.cot.teacher.CoT`)."""
+    return cot if isinstance(cot, str) else cot.text()
+
+
+def reasoning_target_pieces(cot, answer_tokens: Sequence[str]) -> list[str]:
+    """[<think>, cot text, </think>, <answer>, *answer_tokens, </answer>] for `encode_pieces`.
+
+    cot: str or an object with `text()`. For a word-level tokenizer, pass the text with item tokens
+    separated by spaces (e.g. `cot.text(lambda i: " ".join(scheme.item_tokens(i)), " ")`).
+    """
+    return [THINK, _cot_text(cot), THINK_END, ANSWER, *answer_tokens, ANSWER_END]
+
+
+def format_reasoning_target(cot, answer_tokens: Sequence[str]) -> str:
+    """"<think>{cot text}</think><answer>{answer tokens joined}</answer>": the reasoning completion as text."""
+    return f"{THINK}{_cot_text(cot)}{THINK_END}{ANSWER}{''.join(answer_tokens)}{ANSWER_END}"
