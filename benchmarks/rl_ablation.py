@@ -100,6 +100,12 @@ def aggregate(name: str, scheme: str, per_seed: list[dict], sasrec: Path) -> dic
                                                                                                      strict=True)]
         row["ci95"] = {"ndcg@10": row["ci95_per_seed_vs_sft"][0]}
         row["notes"] += "; ci95: NDCG@10 difference to the SFT start of the same seed (seed 0; all seeds in json)"
+    controls = [s["sft_continued"] for s in per_seed if name in s and "sft_continued" in s]
+    if name not in ("sft", "sft_continued") and len(controls) == len(runs):
+        metrics["ratio_ndcg@10_vs_control"] = metrics["ndcg@10"] / float(
+            np.mean([c["metrics"]["ndcg@10"] for c in controls]))
+        row["ci95_per_seed_vs_control"] = [interval(r["predictions"], c["predictions"])
+                                           for r, c in zip(runs, controls, strict=True)]
     return row
 
 
