@@ -7,6 +7,7 @@
     <bundle>/tokenizer/      HF fast tokenizer (policy bundles)
     <bundle>/policy/         HF-format causal LM, loadable by vLLM (policy bundles)
     <bundle>/model/          baseline weights + config (baseline bundles)
+    <bundle>/rechead/        Rechead weights + config; item_embeddings.npy [N, d] (rechead bundles)
 
 The manifest also records `generation` (how to build prompts and decode: identifier
 scheme, prompt layout, max history, beam width, backend), `source` (a hash of the
@@ -32,6 +33,7 @@ MANIFEST = "manifest.json"
 REQUIRED = {
     "policy": ["catalog.json", "identifiers/scheme.json", "tokenizer", "policy/config.json"],
     "baseline": ["catalog.json", "model"],
+    "rechead": ["catalog.json", "rechead/config.json", "rechead/model.pt", "item_embeddings.npy"],
 }
 
 

@@ -171,6 +171,29 @@ def train_rl_cmd(
     _train_bundle(_config(config, overrides), train)
 
 
+
+@train_app.command("rechead")
+def train_rechead_cmd(
+    config: str = CONFIG_OPT, overrides: list[str] = OVERRIDES_ARG,
+    force: bool = typer.Option(False, help="retrain even if a bundle of these settings exists"),
+) -> None:
+    """RPORec stage I: train the Rechead on history (+ teacher CoT) embeddings, write its bundle, score it on test."""
+    done = {}
+
+    def train(cfg, catalog, split, device):
+        from training.reasoning.rechead_bundle import train_rechead_bundle
+
+        bundle, written = train_rechead_bundle(cfg, catalog, split, device=device, force=force)
+        done.update(cfg=cfg, bundle=bundle, catalog=catalog, split=split, device=device)
+        return bundle, written
+
+    _train_bundle(_config(config, overrides), train)
+    with _clear_errors():
+        from training.reasoning.rechead_bundle import evaluate_rechead_bundle
+
+        metrics = evaluate_rechead_bundle(done["cfg"], done["bundle"], done["catalog"], done["split"], done["device"])
+    print_metrics(console, metrics.get("recommender", "rechead"), metrics)
+
 @baseline_app.command("train")
 def baseline_train(
     model: str = typer.Option(..., help="pop | sasrec | gru4rec"),

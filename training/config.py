@@ -150,6 +150,35 @@ class RLConfig(Section):
     list_length_penalty: float = Field(1.0, ge=0, description="cost of a list k items off its length (list_lcs_recllm)")
 
 
+class RecheadConfig(Section):
+    """RPORec stage I (rporec.txt §2.1, Alg. 1 lines 1-12): the Rechead on MiniLM embeddings of history + CoT.
+
+    cot: "programmatic" = the CoT and answer of `training.cot.ProgrammaticTeacher` (target never shown);
+    "none" = history only (the paper's "-cot" ablation). The paper gives no d, γ, k, lr or patience
+    (App. C.3: "grid search"); these are lean defaults. Every text is encoded once by MiniLM (cached under
+    data_dir/cache), about 10-40 texts/s per CPU core: `train_samples` caps that cost (0 = all).
+    """
+
+    name: str = Field("", description="run label; '' = rechead_<cot>. Bundle: runs/<label>-<dataset>-<protocol>/")
+    cot: Literal["none", "programmatic"] = "programmatic"
+    teacher_seed: int = Field(0, description="phrasing variants of the programmatic teacher")
+    dim: int = Field(64, ge=4)
+    gamma: float = Field(0.5, gt=0.0, lt=1.0, description="γ of Eq. 4")
+    layers: int = Field(1, ge=1)
+    heads: int = Field(2, ge=1)
+    dropout: float = Field(0.1, ge=0.0, lt=1.0)
+    loss: Literal["sampled", "full"] = Field("sampled", description="Eq. 6 with k negatives, or full-catalog CE")
+    negatives: int = Field(100, ge=1, description="k of Eq. 6")
+    lr: float = Field(1e-3, gt=0)
+    weight_decay: float = Field(0.01, ge=0)
+    epochs: int = Field(20, ge=1)
+    patience: int = Field(3, ge=1)
+    batch_size: int = Field(256, ge=1)
+    train_samples: int = Field(5000, ge=0, description="seeded subset of the training samples; 0 = all")
+    valid_samples: int = Field(2000, ge=1, description="seeded validation subset for early stopping (NDCG@10)")
+    seed: int = 0
+
+
 class RunConfig(Section):
     name: str = "sft"
     runs_dir: str = "runs"
@@ -161,6 +190,7 @@ class RunConfig(Section):
     eval: EvalConfig = EvalConfig()
     baseline: SeqConfig = SeqConfig()
     rl: RLConfig = RLConfig()
+    rechead: RecheadConfig = RecheadConfig()
 
 
 def parse_override(text: str) -> tuple[list[str], object]:

@@ -9,6 +9,7 @@ pins the `training.*` modules it pulls in. Bundle kinds register a loader with
 
 from __future__ import annotations
 
+import importlib
 import os
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -22,6 +23,8 @@ from training.text import shorten
 
 Loader = Callable[[Path, dict, str], Recommender]
 LOADERS: dict[str, Loader] = {}
+# Kinds whose loader lives in another module, imported only when such a bundle is loaded (keeps the import set small).
+LOADER_MODULES = {"rechead": "training.reasoning.rechead_recommender"}
 
 
 class RequestError(ValueError):
@@ -42,6 +45,8 @@ def load_recommender(bundle_dir: str | Path, device: str = "auto", beam_width: i
     """Validated bundle -> its recommender on `device` (auto|cpu|cuda). beam_width overrides the manifest's."""
     root = Path(bundle_dir)
     manifest = validate_bundle(root)
+    if manifest["kind"] not in LOADERS and manifest["kind"] in LOADER_MODULES:
+        importlib.import_module(LOADER_MODULES[manifest["kind"]])
     loader = LOADERS.get(manifest["kind"])
     if loader is None:
         raise BundleError(f"{root}: no loader for bundle kind {manifest['kind']!r}; known: {sorted(LOADERS)}")
