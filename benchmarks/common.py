@@ -72,9 +72,43 @@ def run_baseline(name: str, cfg: RunConfig, catalog: Catalog, split: SplitData, 
 
 
 def evaluate_bundle(cfg: RunConfig, bundle: Path, catalog: Catalog, split: SplitData) -> dict:
-    """Metrics of `bundle` on the shared test subset; predictions in <bundle>/../eval/predictions.jsonl."""
+    """Metrics of `bundle` on the shared test subset; predictions in <bundle>/../eval/predictions.jsonl.
+
+    An evaluation already in that folder is reused when its key (bundle version, split, evaluation
+    settings) matches; `write_bundle` deletes the folder whenever it replaces the bundle.
+    """
+    out = bundle.parent / "eval"
+    key = eval_key(cfg, bundle, split)
+    cached = _cached_evaluation(out, key, bundle)
+    if cached is not None:
+        return cached
     recommender = load_recommender(bundle, resolve_device(cfg.device), beam_width=cfg.eval.beam_width)
-    return evaluate_recommender(cfg, recommender, catalog, split, bundle.parent / "eval")
+    metrics = evaluate_recommender(cfg, recommender, catalog, split, out)
+    (out / "key.json").write_text(json.dumps(key, sort_keys=True))
+    return metrics
+
+
+def eval_key(cfg: RunConfig, bundle: Path, split: SplitData) -> dict:
+    return {"bundle_version": read_manifest(bundle)["bundle_version"], "split_sha256": split.content_hash,
+            "test_samples": cfg.eval.test_samples, "seed": cfg.eval.seed, "filter_seen": cfg.eval.filter_seen,
+            "beam_width": cfg.eval.beam_width}
+
+
+def _cached_evaluation(out: Path, key: dict, bundle: Path) -> dict | None:
+    metrics_path, predictions = out / "metrics.json", out / "predictions.jsonl"
+    if not (metrics_path.is_file() and predictions.is_file()):
+        return None
+    if (out / "key.json").is_file():
+        return json.loads(metrics_path.read_text()) if json.loads((out / "key.json").read_text()) == key else None
+    # evaluations written before keys existed: trusted only when newer than the bundle and on the same settings
+    metrics = json.loads(metrics_path.read_text())
+    newer = metrics_path.stat().st_mtime > (bundle / "manifest.json").stat().st_mtime
+    same = (metrics.get("filter_seen") == key["filter_seen"] and metrics.get("n_samples") == key["test_samples"]
+            and f"(seed {key['seed']})" in metrics.get("subset_note", ""))
+    if newer and same and key["beam_width"] == 20:
+        (out / "key.json").write_text(json.dumps(key, sort_keys=True))
+        return metrics
+    return None
 
 
 def paired_interval(predictions: Path, reference: Path, k: int = 10) -> dict[str, float]:
