@@ -21,15 +21,19 @@ from training.prompts import BOS, EOS, PAD, STRUCTURE_TOKENS, UNK, profile_token
 
 def collect_vocabulary(
     catalog: Catalog, profiles: Iterable[UserProfile], identifier_tokens: list[str],
-    min_word_count: int = 2, max_words: int = 2000,
+    min_word_count: int = 2, max_words: int = 2000, extra_words: Iterable[str] = (),
 ) -> list[str]:
-    """Ordered, de-duplicated vocabulary; structure tokens first so their ids are stable."""
+    """Ordered, de-duplicated vocabulary; structure tokens first so their ids are stable.
+
+    extra_words: appended last, in the given order, skipping entries already present (e.g. the chain-of-thought
+    words of `training.reasoning_sft.words`); the default () leaves the vocabulary exactly as before.
+    """
     profile_vocab = sorted({t for p in profiles for t in profile_tokens(p)})
     counts = Counter(w for text in catalog.texts() for w in text_words(text))
     words = [w for w, c in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])) if c >= min_word_count]
     vocab: list[str] = []
     seen: set[str] = set()
-    for token in [*STRUCTURE_TOKENS, *profile_vocab, *identifier_tokens, *words[:max_words]]:
+    for token in [*STRUCTURE_TOKENS, *profile_vocab, *identifier_tokens, *words[:max_words], *extra_words]:
         if token not in seen:
             seen.add(token)
             vocab.append(token)
