@@ -22,10 +22,17 @@ from training.pipeline import evaluate_recommender, train_policy_bundle
 METRIC_KEYS = (*REPORTED_METRICS, "seconds_per_1k_samples")
 
 
+# config sections of other jobs: a policy's run name (its cache key) must not change when they do
+OTHER_JOBS = {"rl", "rechead", "reasoning"}
+
+
 def policy_config(preset: str, protocol: str, overrides: list[str]) -> RunConfig:
     """The preset for `protocol`; its run name carries a hash of the settings, so cached bundles match them."""
     base = load_config(preset, [f"data.protocol={protocol}", *overrides])
-    settings = base.model_dump(mode="json", exclude={"name", "device", "rl"})
+    settings = base.model_dump(mode="json", exclude={"name", "device", *OTHER_JOBS})
+    reasoning = getattr(base, "reasoning", None)
+    if reasoning is not None and reasoning.enabled:  # reasoning SFT makes another policy
+        settings["reasoning"] = reasoning.model_dump(mode="json")
     digest = hashlib.sha256(json.dumps(settings, sort_keys=True).encode())
     return base.model_copy(update={"name": f"{base.name}-{protocol}-{digest.hexdigest()[:8]}"})
 

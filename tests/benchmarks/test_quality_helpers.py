@@ -55,3 +55,9 @@ def test_policy_run_names_carry_a_settings_hash():
     b = policy_config("default", "temporal", ["sft.max_epochs=3"])
     assert a.name.startswith("sft-temporal-") and a.name != b.name
     assert policy_config("default", "temporal", []).name == a.name
+
+
+@pytest.mark.timeout(30)
+def test_policy_run_names_ignore_the_settings_of_other_jobs():
+    a = policy_config("default", "temporal", [])
+    assert policy_config("default", "temporal", ["rl.steps=7", "rechead.dim=16", "device=cpu"]).name == a.name
