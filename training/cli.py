@@ -11,6 +11,7 @@ import json
 import os
 import sys
 from contextlib import contextmanager
+from enum import StrEnum
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
@@ -39,6 +40,19 @@ err_console = Console(stderr=True, soft_wrap=True)
 CONFIG_OPT = typer.Option(None, "--config", "-c", help="preset name in training/configs or a YAML path")
 OVERRIDES_ARG = typer.Argument(None, help="overrides such as sft.max_epochs=3 data.protocol=loo")
 JSON_OPT = typer.Option(False, "--json", help="print one JSON object instead of tables")
+
+
+class Mode(StrEnum):
+    """How a policy bundle answers: the trie beam alone, or a chain of thought first (reasoning SFT bundles)."""
+
+    direct = "direct"
+    reasoning = "reasoning"
+
+
+MODE_OPT = typer.Option(Mode.direct, "--mode", help="direct: trie beam; reasoning: CoT, then the trie beam "
+                        "(bundles trained with reasoning.enabled=true)")
+PASS_K_OPT = typer.Option(None, "--pass-k", min=1, max=50, help="reasoning mode: K sampled CoTs (temperature 0.7, "
+                          "top-p 0.9), their answers first; default: the bundle's decoding settings")
 
 
 def _package_version() -> str:
@@ -145,7 +159,10 @@ def train_sft_cmd(
     base_model: str | None = typer.Option(None, help="local HF causal LM directory instead of a fresh Qwen3"),
     force: bool = typer.Option(False, help="retrain from scratch even if a checkpoint or bundle exists"),
 ) -> None:
-    """SFT the policy (next-item identifiers + alignment) and write its bundle."""
+    """SFT the policy (next-item identifiers + alignment) and write its bundle.
+
+    With reasoning.enabled=true: GREAM's hybrid reasoning SFT instead (teacher CoTs), for `--mode reasoning`.
+    """
     extra = [f"policy.base_model={base_model}"] if base_model else []
 
     def train(cfg, catalog, split, device):
@@ -217,32 +234,44 @@ def baseline_train(
 def eval_cmd(
     bundle: Path = typer.Option(..., help="bundle directory"),
     config: str = CONFIG_OPT, overrides: list[str] = OVERRIDES_ARG,
-    out: Path | None = typer.Option(None, help="output folder (default: <bundle>/../eval)"),
+    out: Path | None = typer.Option(None, help="output folder (default: <bundle>/../eval; reasoning mode: "
+                                    "<bundle>/../eval/reasoning[_pass<K>])"),
     allow_split_mismatch: bool = typer.Option(False, help="score a bundle on a split it was not trained on"),
+    mode: Mode = MODE_OPT, pass_k: int | None = PASS_K_OPT,
     as_json: bool = JSON_OPT,
 ) -> None:
     """Evaluate any bundle on the test split; writes metrics.json and predictions.jsonl."""
     cfg = _config(config, overrides)
     device = _device(cfg)
+    reasoning = mode is Mode.reasoning
     with _clear_errors():
         from training.bundle import update_metrics
         from training.inference import load_recommender
-        from training.pipeline import check_bundle_split, evaluate_recommender, may_record_metrics
+        from training.pipeline import check_bundle_split, evaluate_reasoning, evaluate_recommender, may_record_metrics
 
-        recommender = load_recommender(bundle, device, beam_width=cfg.eval.beam_width)
+        recommender = load_recommender(bundle, device, beam_width=cfg.eval.beam_width, mode=mode.value,
+                                       pass_k=pass_k)
         catalog, split = _prepare(cfg)
         mismatch = check_bundle_split(recommender.manifest, split, allow_split_mismatch)
-        metrics = evaluate_recommender(cfg, recommender, catalog, split, out or bundle.parent / "eval")
-    recorded = may_record_metrics(recommender.manifest, cfg, split, out is None) and not mismatch
+        evaluate = evaluate_reasoning if reasoning else evaluate_recommender
+        default_out = bundle.parent / "eval" / reasoning_folder(pass_k) if reasoning else bundle.parent / "eval"
+        metrics = evaluate(cfg, recommender, catalog, split, out or default_out)
+    recorded = may_record_metrics(recommender.manifest, cfg, split, out is None) and not mismatch and pass_k is None
     if recorded:
-        update_metrics(bundle, {f"test_{k}": v for k, v in metrics.items() if isinstance(v, float)})
-    metrics.update(split_mismatch=mismatch, recorded_in_manifest=recorded)
+        prefix = "test_reasoning_" if reasoning else "test_"
+        update_metrics(bundle, {f"{prefix}{k}": v for k, v in metrics.items() if isinstance(v, float)})
+    metrics.update(split_mismatch=mismatch, recorded_in_manifest=recorded, mode=mode.value)
     if as_json:
         console.print_json(json.dumps(metrics))
         return
     if mismatch:
         err_console.print(f"[yellow]warning:[/yellow] {mismatch}")
     print_metrics(console, recommender.name, metrics)
+
+
+def reasoning_folder(pass_k: int | None) -> str:
+    """Where `eval --mode reasoning` writes under <bundle>/../eval: `reasoning`, or `reasoning_pass<K>`."""
+    return "reasoning" if pass_k is None else f"reasoning_pass{pass_k}"
 
 
 def _request_for_user(recommender, bundle: Path, user: str, split: Path | None):
@@ -277,18 +306,24 @@ def recommend_cmd(
     split: Path | None = typer.Option(None, help="split folder for --user (default: the one the bundle names)"),
     device: str = typer.Option("auto", help="auto | cpu | cuda"),
     beam_width: int | None = typer.Option(None, min=1, max=500, help="default: the bundle's"),
+    mode: Mode = MODE_OPT, pass_k: int | None = PASS_K_OPT,
     as_json: bool = JSON_OPT,
 ) -> None:
-    """Top-k recommendations (with titles) for a dataset user or an explicit history, from the bundle alone."""
+    """Top-k recommendations (with titles) for a dataset user or an explicit history, from the bundle alone.
+
+    --mode reasoning also prints each chain of thought and its answer item.
+    """
     import time
 
     if bool(user) == bool(history is not None):
         _fail("give exactly one of --user or --history")
+    if pass_k is not None and mode is not Mode.reasoning:
+        _fail("--pass-k needs --mode reasoning")
     started = time.perf_counter()
     with _clear_errors():
         from training.inference import build_request, load_recommender, max_history
 
-        recommender = load_recommender(bundle, device, beam_width=beam_width)
+        recommender = load_recommender(bundle, device, beam_width=beam_width, mode=mode.value, pass_k=pass_k)
         loaded = time.perf_counter()
         if user:
             sample, seen = _request_for_user(recommender, bundle, user, split)
@@ -296,9 +331,11 @@ def recommend_cmd(
             items = history.split(",")
             sample = build_request(recommender.catalog, items, keep=max_history(recommender))
             seen = {i.strip() for i in items}
-        ranked = recommender.rank([sample], k, exclude=[seen] if exclude_seen else None)[0]
+        exclude = [seen] if exclude_seen else None
+        reasoning = recommender.reason([sample], k, exclude)[0] if mode is Mode.reasoning else None
+        ranked = list(reasoning.ranked) if reasoning else recommender.rank([sample], k, exclude=exclude)[0]
     timing = {"load": loaded - started, "request_and_rank": time.perf_counter() - loaded}
-    print_recommendations(console, recommender, sample, ranked, exclude_seen, timing, as_json)
+    print_recommendations(console, recommender, sample, ranked, exclude_seen, timing, as_json, reasoning)
 
 
 @config_app.command("show")

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 CONFIG_DIR = Path(__file__).parent / "configs"
 Device = Literal["auto", "cpu", "cuda"]
@@ -179,6 +179,58 @@ class RecheadConfig(Section):
     seed: int = 0
 
 
+class ReasoningDecodeConfig(Section):
+    """Reasoning-mode decoding a bundle records in its manifest (`generation.reasoning`; gream.txt §6.1.2).
+
+    Mirrors `training.reasoning_sft.recommender.ReasoningDecodeSettings`: n_cots CoTs per sample (K of Pass@K),
+    temperature 0 = one greedy CoT; a CoT not closed by the policy gets `</think>` after max_think_tokens.
+    `recommend`/`eval --pass-k K` override these with GREAM's Pass@K sampling (K CoTs, T 0.7, top-p 0.9).
+    """
+
+    n_cots: int = Field(1, ge=1)
+    temperature: float = Field(0.0, ge=0.0)
+    top_p: float = Field(0.9, gt=0.0, le=1.0)
+    max_think_tokens: int = Field(320, ge=0)
+    seed: int = 0
+
+    @model_validator(mode="after")
+    def _greedy_writes_one_cot(self):
+        if self.temperature == 0 and self.n_cots > 1:
+            raise ValueError("greedy decoding (temperature 0) writes one CoT: n_cots > 1 needs temperature > 0")
+        return self
+
+
+class ReasoningSFTConfig(Section):
+    """Reasoning SFT of the policy (GREAM hybrid SFT with curriculum, gream.txt §4.2-4.3); off by default.
+
+    enabled: `train sft` writes reverse-reasoning CoTs of the teacher for the training samples and trains
+    alignment/direct batches and reasoning batches in GREAM's curriculum order (`training/reasoning_sft/`),
+    in place of the plain SFT loop; the bundle then also answers in reasoning mode. The fields from gamma to
+    seed mirror `training.reasoning_sft.train.ReasoningSFTSettings` and replace the `sft` section's loop
+    settings (epochs, lr, ...); `sft.window`, `sft.stride` and `sft.alignment` still shape the direct batches.
+    valid_mode: how the best epoch is picked, NDCG@10 on `valid_samples` validation samples ranked through
+    one greedy CoT ("reasoning", ~max_think_tokens forward passes per batch) or the trie beam ("direct").
+    """
+
+    enabled: bool = False
+    teacher: Literal["programmatic"] = Field("programmatic", description="who writes the CoTs of the SFT data")
+    teacher_seed: int = Field(0, description="phrasing variants of the programmatic teacher")
+    gamma: float = Field(1.5, ge=0.0, description="curriculum pace of gream.txt §4.3")
+    epochs: int = Field(3, ge=1, description="GREAM: 2 curriculum epochs + 1 uniform")
+    batch_size: int = Field(16, ge=1)
+    lr: float = Field(3e-3, gt=0)
+    weight_decay: float = Field(0.1, ge=0)
+    warmup_steps: int = Field(20, ge=0)
+    grad_clip: float = Field(1.0, gt=0)
+    max_reasoning_samples: int = Field(0, ge=0, description="seeded subset of the training samples; 0 = all")
+    max_tokens: int = Field(512, ge=8, description="prompt + completion of a reasoning example and of decoding")
+    think_in_loss: bool = False
+    seed: int = 0
+    valid_mode: Literal["reasoning", "direct"] = "reasoning"
+    valid_samples: int = Field(500, ge=1)
+    decode: ReasoningDecodeConfig = ReasoningDecodeConfig()
+
+
 class RunConfig(Section):
     name: str = "sft"
     runs_dir: str = "runs"
@@ -191,6 +243,7 @@ class RunConfig(Section):
     baseline: SeqConfig = SeqConfig()
     rl: RLConfig = RLConfig()
     rechead: RecheadConfig = RecheadConfig()
+    reasoning: ReasoningSFTConfig = ReasoningSFTConfig()
 
 
 def parse_override(text: str) -> tuple[list[str], object]:

@@ -25,6 +25,7 @@ Loader = Callable[[Path, dict, str], Recommender]
 LOADERS: dict[str, Loader] = {}
 # Kinds whose loader lives in another module, imported only when such a bundle is loaded (keeps the import set small).
 LOADER_MODULES = {"rechead": "training.reasoning.rechead_recommender"}
+MODES = ("direct", "reasoning")
 
 
 class RequestError(ValueError):
@@ -41,31 +42,47 @@ def register_loader(kind: str) -> Callable[[Loader], Loader]:
     return deco
 
 
-def load_recommender(bundle_dir: str | Path, device: str = "auto", beam_width: int | None = None) -> Recommender:
-    """Validated bundle -> its recommender on `device` (auto|cpu|cuda). beam_width overrides the manifest's."""
+def load_recommender(bundle_dir: str | Path, device: str = "auto", beam_width: int | None = None,
+                     mode: str = "direct", pass_k: int | None = None) -> Recommender:
+    """Validated bundle -> its recommender on `device` (auto|cpu|cuda). beam_width overrides the manifest's.
+
+    mode "direct": the loader registered for the bundle's kind. mode "reasoning": a policy bundle trained with
+    reasoning SFT, as a `ReasoningRecommender` (CoT, then the trie beam; it also has `reason`), decoding as its
+    manifest's `generation.reasoning` says, or with GREAM's Pass@K sampling when pass_k = K is given.
+    """
+    if mode not in MODES:
+        raise ValueError(f"unknown mode {str(mode)[:40]!r}; choose one of {list(MODES)}")
+    if pass_k is not None and mode != "reasoning":
+        raise ValueError("pass_k applies to reasoning mode only")
     root = Path(bundle_dir)
     manifest = validate_bundle(root)
-    if manifest["kind"] not in LOADERS and manifest["kind"] in LOADER_MODULES:
-        importlib.import_module(LOADER_MODULES[manifest["kind"]])
-    loader = LOADERS.get(manifest["kind"])
-    if loader is None:
-        raise BundleError(f"{root}: no loader for bundle kind {manifest['kind']!r}; known: {sorted(LOADERS)}")
     if beam_width is not None:
         manifest = {**manifest, "generation": {**manifest.get("generation", {}), "beam_width": beam_width}}
-    recommender = loader(root, manifest, resolve_device(device))
+    if mode == "reasoning":
+        recommender = load_reasoning_recommender(root, manifest, resolve_device(device), pass_k)
+    else:
+        recommender = _loader_for(root, manifest["kind"])(root, manifest, resolve_device(device))
     recommender.manifest = manifest
     return recommender
 
 
-@register_loader("policy")
-def load_policy_recommender(root: Path, manifest: dict, device: str) -> Recommender:
-    """Tokenizer, HF policy, identifier scheme and catalog from the bundle; decoding settings from the manifest."""
+def _loader_for(root: Path, kind: str) -> Loader:
+    """The loader registered for `kind`, importing its module first when it lives elsewhere."""
+    if kind not in LOADERS and kind in LOADER_MODULES:
+        importlib.import_module(LOADER_MODULES[kind])
+    loader = LOADERS.get(kind)
+    if loader is None:
+        raise BundleError(f"{root}: no loader for bundle kind {kind!r}; known: {sorted(LOADERS)}")
+    return loader
+
+
+def _load_policy_parts(root: Path, manifest: dict, device: str):
+    """(tokenizer, model on device, identifier scheme, catalog) of a policy bundle of the current prompt layout."""
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     from transformers import AutoTokenizer
 
     from training.identifiers.base import load_scheme
     from training.models.policy import load_policy
-    from training.models.policy_recommender import PolicyRecommender
     from training.prompts import PROMPT_LAYOUT_VERSION
 
     generation = manifest.get("generation") or {}
@@ -74,9 +91,61 @@ def load_policy_recommender(root: Path, manifest: dict, device: str) -> Recommen
                           f"layout {PROMPT_LAYOUT_VERSION}; retrain the bundle")
     tokenizer = AutoTokenizer.from_pretrained(str(root / "tokenizer"))
     model = load_policy(root / "policy").to(device)
-    return PolicyRecommender(model, tokenizer, load_scheme(root / "identifiers"), load_bundle_catalog(root),
-                             generation["beam_width"], generation["max_prompt_tokens"], name=manifest["name"],
-                             backend=generation["backend"])
+    return tokenizer, model, load_scheme(root / "identifiers"), load_bundle_catalog(root)
+
+
+@register_loader("policy")
+def load_policy_recommender(root: Path, manifest: dict, device: str) -> Recommender:
+    """Tokenizer, HF policy, identifier scheme and catalog from the bundle; decoding settings from the manifest."""
+    from training.models.policy_recommender import PolicyRecommender
+
+    generation = manifest.get("generation") or {}
+    tokenizer, model, scheme, catalog = _load_policy_parts(root, manifest, device)
+    return PolicyRecommender(model, tokenizer, scheme, catalog, generation["beam_width"],
+                             generation["max_prompt_tokens"], name=manifest["name"], backend=generation["backend"])
+
+
+def reasoning_entry(root: Path, manifest: dict) -> dict:
+    """The manifest's `generation.reasoning` of a policy bundle trained for reasoning mode; BundleError else."""
+    from training.prompts import REASONING_LAYOUT_VERSION
+
+    if manifest.get("kind") != "policy":
+        raise BundleError(f"{root}: a {manifest.get('kind')!r} bundle has no reasoning mode; it needs a policy "
+                          "bundle trained with reasoning.enabled=true")
+    entry = (manifest.get("generation") or {}).get("reasoning")
+    if not isinstance(entry, dict):
+        raise BundleError(f"{root}: this policy bundle was not trained for reasoning mode (its manifest has no "
+                          "generation.reasoning); use mode direct, or train with reasoning.enabled=true")
+    if entry.get("layout") != REASONING_LAYOUT_VERSION:
+        raise BundleError(f"{root}: reasoning layout {entry.get('layout')!r}, this reasonrec builds layout "
+                          f"{REASONING_LAYOUT_VERSION}; retrain the bundle")
+    return entry
+
+
+def reasoning_decode_settings(manifest: dict, pass_k: int | None = None):
+    """`ReasoningDecodeSettings` from the manifest (`generation.reasoning` + beam width); pass_k = K switches to
+    GREAM's Pass@K sampling (K CoTs at temperature 0.7, top-p 0.9), other settings kept."""
+    from training.reasoning_sft.recommender import ReasoningDecodeSettings
+
+    generation = manifest["generation"]
+    entry = generation["reasoning"]
+    settings = {key: entry[key] for key in ("n_cots", "temperature", "top_p", "max_think_tokens",
+                                            "max_total_tokens", "seed")}
+    settings["beam_width"] = generation["beam_width"]
+    if pass_k is None:
+        return ReasoningDecodeSettings(**settings)
+    return ReasoningDecodeSettings.pass_at(pass_k, **{k: v for k, v in settings.items()
+                                                     if k not in ("n_cots", "temperature", "top_p")})
+
+
+def load_reasoning_recommender(root: Path, manifest: dict, device: str, pass_k: int | None = None) -> Recommender:
+    """A reasoning-SFT policy bundle as a `ReasoningRecommender` (imported only here, for mode "reasoning")."""
+    reasoning_entry(root, manifest)
+    from training.reasoning_sft.recommender import ReasoningRecommender
+
+    tokenizer, model, scheme, catalog = _load_policy_parts(root, manifest, device)
+    return ReasoningRecommender(model, tokenizer, scheme, catalog, reasoning_decode_settings(manifest, pass_k),
+                                name=f"{manifest['name']} (reasoning)")
 
 
 @register_loader("baseline")

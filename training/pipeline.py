@@ -9,16 +9,20 @@ differing settings named and `--force` to override).
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
+import json
 import shutil
 import time
 from pathlib import Path
 
+import torch
 from tqdm import tqdm
 
 from training.bundle import BundleError, settings_hash, source_section, validate_bundle, write_bundle
 from training.catalog import Catalog
 from training.config import RunConfig, config_differences, save_config
+from training.cot.programmatic import ProgrammaticTeacher
 from training.data.adapters import DatasetFormatError, load_dataset
 from training.data.fetch import fetch_ml100k
 from training.data.split import SplitData, build_split
@@ -27,15 +31,21 @@ from training.eval.subset import select_subset
 from training.identifiers.base import IdentifierScheme, build_scheme
 from training.models.policy import build_policy, count_parameters
 from training.models.policy_recommender import PolicyRecommender
-from training.prompts import PROMPT_LAYOUT_VERSION
+from training.prompts import PROMPT_LAYOUT_VERSION, REASONING_LAYOUT_VERSION
+from training.reasoning_sft.corpus import ReasoningRecord, corpus_words, write_reasoning_corpus
+from training.reasoning_sft.examples import build_reasoning_examples
+from training.reasoning_sft.passk import pass_at_k
+from training.reasoning_sft.recommender import ReasoningDecodeSettings, ReasoningRecommender
+from training.reasoning_sft.train import ReasoningSFTSettings, train_reasoning_sft
 from training.tokenization.builder import (
     build_tokenizer,
     collect_vocabulary,
     encode_pieces,
     extend_pretrained_tokenizer,
 )
-from training.trainers.sft import train_sft
-from training.trainers.sft_data import build_alignment_examples, build_sequence_examples
+from training.trainers.run_files import write_jsonl
+from training.trainers.sft import train_sft, validate
+from training.trainers.sft_data import Example, build_alignment_examples, build_sequence_examples
 
 MAX_PROMPT_TOKENS = 480
 
@@ -136,10 +146,17 @@ def run_dir(cfg: RunConfig) -> Path:
 
 
 def policy_settings(cfg: RunConfig, split: SplitData) -> dict:
-    """What makes a policy bundle (and its checkpoints): data, identifiers, model, SFT settings, split hash."""
-    return {"data": data_settings(cfg), "identifiers": cfg.identifiers.model_dump(mode="json"),
-            "policy": cfg.policy.model_dump(mode="json"), "sft": cfg.sft.model_dump(mode="json"),
-            "split_sha256": split.content_hash}
+    """What makes a policy bundle (and its checkpoints): data, identifiers, model, SFT settings, split hash.
+
+    The `reasoning` section joins only when reasoning SFT is enabled, so a direct-mode bundle keeps the
+    settings (and the cache key) it had before reasoning SFT existed.
+    """
+    settings = {"data": data_settings(cfg), "identifiers": cfg.identifiers.model_dump(mode="json"),
+                "policy": cfg.policy.model_dump(mode="json"), "sft": cfg.sft.model_dump(mode="json"),
+                "split_sha256": split.content_hash}
+    if cfg.reasoning.enabled:
+        settings["reasoning"] = cfg.reasoning.model_dump(mode="json")
+    return settings
 
 
 def reuse_bundle(bundle: Path, settings: dict) -> bool:
@@ -160,7 +177,10 @@ def reuse_bundle(bundle: Path, settings: dict) -> bool:
 
 def train_policy_bundle(cfg: RunConfig, catalog: Catalog, split: SplitData, force: bool = False,
                         device: str = "cpu") -> tuple[Path, bool]:
-    """Train the SFT policy into runs/<name>/bundle. Returns (bundle, written); a matching bundle is reused."""
+    """Train the SFT policy into runs/<name>/bundle. Returns (bundle, written); a matching bundle is reused.
+
+    With `reasoning.enabled`, the hybrid reasoning SFT (`train_reasoning_policy`) replaces the plain SFT loop.
+    """
     out, settings = run_dir(cfg), policy_settings(cfg, split)
     bundle = out / "bundle"
     if force:
@@ -170,7 +190,8 @@ def train_policy_bundle(cfg: RunConfig, catalog: Catalog, split: SplitData, forc
     save_config(cfg, out / "config.json")
     started = time.time()
     scheme = build_identifiers(cfg, catalog, split)
-    tokenizer = build_policy_tokenizer(cfg, catalog, split, scheme)
+    records = build_reasoning_records(cfg, catalog, split, scheme) if cfg.reasoning.enabled else []
+    tokenizer = build_policy_tokenizer(cfg, catalog, split, scheme, extra_words=corpus_words(records))
     model = build_policy(cfg.policy, tokenizer, seed=cfg.sft.seed)
     recommender = PolicyRecommender(model, tokenizer, scheme, catalog, cfg.eval.beam_width, MAX_PROMPT_TOKENS,
                                     name=cfg.name)
@@ -183,23 +204,101 @@ def train_policy_bundle(cfg: RunConfig, catalog: Catalog, split: SplitData, forc
                                        scheme.item_tokens, cfg.sft.window, cfg.sft.stride)
     if cfg.sft.alignment:
         examples += build_alignment_examples(catalog, encode, scheme.item_tokens)
-    valid = select_subset(split.valid, cfg.sft.valid_samples, cfg.eval.seed)
-    summary = train_sft(model, examples, tokenizer.pad_token_id, cfg.sft, out / "train", recommender, valid,
-                        device=device, fingerprint=settings)
+    if cfg.reasoning.enabled:
+        summary = train_reasoning_policy(cfg, recommender, examples, records, split, out / "train", device)
+    else:
+        valid = select_subset(split.valid, cfg.sft.valid_samples, cfg.eval.seed)
+        summary = train_sft(model, examples, tokenizer.pad_token_id, cfg.sft, out / "train", recommender, valid,
+                            device=device, fingerprint=settings)
     summary.update(seconds=time.time() - started, n_examples=len(examples), device=device)
     save_policy_bundle(bundle, cfg, catalog, split, scheme, tokenizer, model.cpu(), summary, settings)
     return bundle, True
 
 
-def build_policy_tokenizer(cfg: RunConfig, catalog: Catalog, split: SplitData, scheme: IdentifierScheme):
-    """Local word-level tokenizer, or the base model's tokenizer extended with our tokens."""
+def build_reasoning_records(cfg: RunConfig, catalog: Catalog, split: SplitData,
+                            scheme: IdentifierScheme) -> list[ReasoningRecord]:
+    """GREAM's reverse-reasoning data (gream.txt §4.2): the teacher's CoT towards each training target."""
+    teacher = ProgrammaticTeacher(catalog, seed=cfg.reasoning.teacher_seed)
+    return write_reasoning_corpus(teacher, split.train, scheme.item_tokens, known=set(scheme.item_ids),
+                                  max_samples=cfg.reasoning.max_reasoning_samples, seed=cfg.reasoning.seed)
+
+
+def reasoning_sft_settings(cfg: RunConfig) -> ReasoningSFTSettings:
+    """The `reasoning` config section as the trainer's settings (the fields the two share)."""
+    names = {f.name for f in dataclasses.fields(ReasoningSFTSettings)}
+    return ReasoningSFTSettings(**cfg.reasoning.model_dump(include=names))
+
+
+def validation_decode_settings(cfg: RunConfig) -> ReasoningDecodeSettings:
+    """How validation decodes: one greedy CoT, the `reasoning` section's token limits, the eval beam width."""
+    decode = cfg.reasoning.decode
+    return ReasoningDecodeSettings(max_think_tokens=decode.max_think_tokens, max_total_tokens=cfg.reasoning.max_tokens,
+                                   beam_width=cfg.eval.beam_width, seed=decode.seed)
+
+
+def reasoning_generation(cfg: RunConfig) -> dict:
+    """The manifest's `generation.reasoning`: the reasoning layout version and the decoding settings."""
+    return {"layout": REASONING_LAYOUT_VERSION, **cfg.reasoning.decode.model_dump(mode="json"),
+            "max_total_tokens": cfg.reasoning.max_tokens}
+
+
+def train_reasoning_policy(cfg: RunConfig, recommender: PolicyRecommender, align_examples: list[Example],
+                           records: list[ReasoningRecord], split: SplitData, train_dir: Path, device: str) -> dict:
+    """Hybrid reasoning SFT (gream.txt §4.3) of `recommender.model` in place; the best epoch's weights are kept.
+
+    align_examples: the direct-mode examples (sequence windows + alignment). Writes train_dir/reasoning_log.jsonl.
+    """
+    r, model, tokenizer = cfg.reasoning, recommender.model, recommender.tokenizer
+    vocab = tokenizer.get_vocab()
+    reason_examples = build_reasoning_examples(records, lambda pieces: encode_pieces(tokenizer, pieces, vocab),
+                                               recommender.scheme.item_tokens, known=set(recommender.item_ids),
+                                               max_tokens=r.max_tokens, think_in_loss=r.think_in_loss)
+    if not reason_examples:
+        raise ValueError(f"none of the {len(records)} reasoning records fits reasoning.max_tokens={r.max_tokens}")
+    if cfg.sft.threads:
+        torch.set_num_threads(cfg.sft.threads)
+    validate_epoch = reasoning_validator(cfg, recommender, split)
+    result = train_reasoning_sft(model, align_examples, reason_examples, tokenizer.pad_token_id,
+                                 reasoning_sft_settings(cfg), device=device, validate=validate_epoch)
+    train_dir.mkdir(parents=True, exist_ok=True)
+    write_jsonl(train_dir / "reasoning_log.jsonl", result["log"])
+    return {"best_epoch": result["best_epoch"], "best_valid_ndcg@10": result["best_score"],
+            "epochs_run": r.epochs, "steps": result["steps"], "valid_mode": r.valid_mode,
+            "n_reasoning_records": len(records), "n_reasoning_examples": len(reason_examples)}
+
+
+def reasoning_validator(cfg: RunConfig, recommender: PolicyRecommender, split: SplitData):
+    """validate(epoch) -> NDCG@10 on the seeded validation subset, ranked as `reasoning.valid_mode` says."""
+    r = cfg.reasoning
+    ranker = recommender
+    if r.valid_mode == "reasoning":
+        ranker = ReasoningRecommender(recommender.model, recommender.tokenizer, recommender.scheme,
+                                      recommender.catalog, validation_decode_settings(cfg), cfg.name)
+    valid = select_subset(split.valid, r.valid_samples, cfg.eval.seed)
+
+    def validate_epoch(epoch: int) -> float:
+        ndcg = validate(ranker, valid, cfg.eval.batch_size)
+        tqdm.write(f"reasoning sft epoch {epoch}/{r.epochs}: valid NDCG@10 {ndcg:.4f} ({r.valid_mode} mode)")
+        return ndcg
+
+    return validate_epoch
+
+
+def build_policy_tokenizer(cfg: RunConfig, catalog: Catalog, split: SplitData, scheme: IdentifierScheme,
+                           extra_words: list[str] | tuple[str, ...] = ()):
+    """Local word-level tokenizer, or the base model's tokenizer extended with our tokens.
+
+    extra_words (the CoT words of reasoning SFT) join the local vocabulary only: a base model's own
+    tokenizer already spells prose.
+    """
     if cfg.policy.base_model:
         if not Path(cfg.policy.base_model, "config.json").is_file():
             raise FileNotFoundError(f"base model {cfg.policy.base_model[:200]!r} is not a local HF model folder "
                                     "(no config.json)")
         return extend_pretrained_tokenizer(cfg.policy.base_model, collect_vocabulary(
             catalog, split.profiles.values(), scheme.new_tokens(), max_words=0))
-    return build_tokenizer(collect_vocabulary(catalog, split.profiles.values(), scheme.new_tokens()))
+    return build_tokenizer(collect_vocabulary(catalog, split.profiles.values(), scheme.new_tokens(),
+                                              extra_words=extra_words))
 
 
 def dataset_section(cfg: RunConfig, split: SplitData) -> dict:
@@ -230,6 +329,8 @@ def save_policy_bundle(root: Path, cfg: RunConfig, catalog: Catalog, split: Spli
     generation = {"identifier_scheme": scheme.name, "prompt_layout": PROMPT_LAYOUT_VERSION,
                   "max_history": cfg.data.max_history, "beam_width": cfg.eval.beam_width, "backend": "batched",
                   "max_prompt_tokens": MAX_PROMPT_TOKENS}
+    if cfg.reasoning.enabled:
+        generation["reasoning"] = reasoning_generation(cfg)
     model_info = {"architecture": type(model).__name__, "parameters": count_parameters(model),
                   "config": cfg.policy.model_dump(), "training": summary}
     return write_bundle(root, policy_files(catalog, scheme, tokenizer, model), "policy", cfg.name,
@@ -254,16 +355,54 @@ def check_bundle_split(manifest: dict, split: SplitData, allow_mismatch: bool = 
     return text
 
 
+def select_test_samples(cfg: RunConfig, split: SplitData) -> list:
+    """The seeded test subset every model is scored on."""
+    return select_subset(split.test, cfg.eval.test_samples, cfg.eval.seed)
+
+
 def evaluate_recommender(cfg: RunConfig, recommender, catalog: Catalog, split: SplitData, out_dir: Path) -> dict:
     """Evaluate on the seeded test subset every model shares; writes metrics.json + predictions.jsonl."""
     from training.eval.evaluator import evaluate
 
-    samples = select_subset(split.test, cfg.eval.test_samples, cfg.eval.seed)
+    samples = select_test_samples(cfg, split)
     note = (f"{len(samples)} of {len(split.test)} test samples (seed {cfg.eval.seed})"
             if len(samples) < len(split.test) else f"all {len(samples)} test samples")
     return evaluate(recommender, samples, catalog=catalog, train_item_counts=split.train_item_counts(),
                     out_dir=out_dir, filter_seen=cfg.eval.filter_seen, seen_items=split.seen_items,
                     batch_size=cfg.eval.batch_size, subset_note=note)
+
+
+class ReasoningLog:
+    """A `ReasoningRecommender` whose `rank` keeps every sample's `ReasoningOutput` (CoTs, answers), in call order."""
+
+    def __init__(self, recommender: ReasoningRecommender):
+        self.recommender, self.name, self.catalog = recommender, recommender.name, recommender.catalog
+        self.outputs: list = []
+
+    def rank(self, samples, k: int, exclude=None) -> list[list[str]]:
+        outputs = self.recommender.reason(samples, k, exclude)
+        self.outputs.extend(outputs)
+        return [list(output.ranked) for output in outputs]
+
+
+def evaluate_reasoning(cfg: RunConfig, recommender: ReasoningRecommender, catalog: Catalog, split: SplitData,
+                       out_dir: Path) -> dict:
+    """`evaluate_recommender` in reasoning mode, plus pass@K (any of the K CoTs' answers is the target;
+    gream.txt §6.1.2) and closed_rate (share of CoTs the policy closed itself); also writes
+    out_dir/reasoning.jsonl (sample_id, target, answers, closed, thoughts)."""
+    logged = ReasoningLog(recommender)
+    metrics = evaluate_recommender(cfg, logged, catalog, split, out_dir)
+    samples = select_test_samples(cfg, split)
+    n_cots = recommender.settings.n_cots
+    hits = [pass_at_k(o.answers, s.target) for o, s in zip(logged.outputs, samples, strict=True)]
+    closed = [c for o in logged.outputs for c in o.closed]
+    metrics.update({f"pass@{n_cots}": sum(hits) / len(hits) if hits else None,
+                    "closed_rate": sum(closed) / len(closed) if closed else None, "n_cots": n_cots})
+    (Path(out_dir) / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
+    write_jsonl(Path(out_dir) / "reasoning.jsonl",
+                [{"sample_id": s.sample_id, "target": s.target, "answers": list(o.answers), "closed": list(o.closed),
+                  "thoughts": list(o.thoughts)} for o, s in zip(logged.outputs, samples, strict=True)])
+    return metrics
 
 
 def may_record_metrics(manifest: dict, cfg: RunConfig, split: SplitData, default_out: bool) -> bool:
