@@ -49,9 +49,12 @@ def run_seed(scheme: str, seed: int, variants: list[str], overrides: list[str], 
              cached_only: bool = False) -> dict:
     """{row name: {"metrics", "predictions", "seconds", "log"}} for one scheme and seed.
 
-    cached_only: skip the RL rows whose bundle was not trained before (their row averages fewer seeds).
+    cached_only: skip the SFT seeds and RL rows whose bundle was not trained before (their rows average fewer
+    seeds; a row no seed trained is left out).
     """
     base = policy_config(PRESETS[scheme], "temporal", [f"sft.seed={seed}", *overrides])
+    if cached_only and not (Path(base.runs_dir) / base.name / "bundle" / "manifest.json").exists():
+        return {}
     started = time.time()
     parent, _ = train_policy_bundle(base, catalog, split, device=resolve_device(base.device))
     out = {"sft": {**_evaluated(base, parent, catalog, split), "seconds": time.time() - started}}
@@ -156,7 +159,8 @@ def main() -> None:
         per_seed = [run_seed(scheme, seed, variants, args.overrides, catalog, split, args.cached_only)
                     for seed in range(args.seeds)]
         per_scheme[scheme] = per_seed
-        rows += [aggregate(name, scheme, per_seed, Path(sasrec["predictions"])) for name in ["sft", *variants]]
+        rows += [aggregate(name, scheme, per_seed, Path(sasrec["predictions"])) for name in ["sft", *variants]
+                 if any(name in seed for seed in per_seed)]
     rows.append({**sasrec, "notes": sasrec["notes"] + "; seed 0, the reference of ci95_per_seed_vs_sasrec"})
     plot_curves(per_scheme, Path("reports/rl_ablation_curves.png"))
     notes = args.notes_file.read_text() if args.notes_file.exists() else ""
