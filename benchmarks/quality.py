@@ -74,11 +74,13 @@ def seeded_rows(name: str, base: SeqConfig, seeds: int, cfg, catalog, split) -> 
 
 def mean_of_seeds(rows: list[dict]) -> dict:
     """rows[0] with every metric averaged over the rows, std of NDCG@10/HR@10, mean train seconds."""
+    per_seed = [dict(r["metrics"]) for r in rows]  # copies: rows[0] is overwritten with the means below
     row = rows[0]
     for key in row["metrics"]:
-        row["metrics"][key] = float(np.mean([r["metrics"][key] for r in rows]))
+        row["metrics"][key] = float(np.mean([m[key] for m in per_seed]))
     for key in ("ndcg@10", "hr@10"):
-        row["metrics"][f"{key}_std"] = float(np.std([r["metrics"][key] for r in rows]))
+        row["metrics"][f"{key}_std"] = float(np.std([m[key] for m in per_seed]))
+    row["ndcg@10_per_seed"] = [m["ndcg@10"] for m in per_seed]
     row["seconds"]["train"] = round(float(np.mean([r["seconds"]["train"] for r in rows])), 1)
     return row
 

@@ -61,3 +61,14 @@ def test_policy_run_names_carry_a_settings_hash():
 def test_policy_run_names_ignore_the_settings_of_other_jobs():
     a = policy_config("default", "temporal", [])
     assert policy_config("default", "temporal", ["rl.steps=7", "rechead.dim=16", "device=cpu"]).name == a.name
+
+
+@pytest.mark.timeout(30)
+def test_mean_of_seeds_std_uses_every_seed_value():
+    from benchmarks.quality import mean_of_seeds
+
+    rows = [{"metrics": {"ndcg@10": v, "hr@10": 2 * v}, "seconds": {"train": 1.0}} for v in (0.06, 0.07, 0.08)]
+    row = mean_of_seeds(rows)
+    assert row["metrics"]["ndcg@10"] == pytest.approx(0.07)
+    assert row["metrics"]["ndcg@10_std"] == pytest.approx((2 * 0.01**2 / 3) ** 0.5)  # population std by hand
+    assert row["ndcg@10_per_seed"] == [0.06, 0.07, 0.08]
