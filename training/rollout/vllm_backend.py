@@ -63,9 +63,9 @@ class VLLMTrieEngine:
                        logits_processors=[TrieMaskProcessor], max_logprobs=-1,
                        gpu_memory_utilization=0.3 if device == "cuda" else 0.9)
         self.trie, self.depth, self.end_id, self.beam_width = trie, depth, end_id, beam_width
-        vocab = self.llm.llm_engine.model_config.get_vocab_size()
+        self.vocab_size = self.llm.llm_engine.model_config.get_vocab_size()
         self._mask_key = f"trie-{uuid.uuid4().hex}"
-        register_trie_mask(self._mask_key, TrieMask.build(trie, vocab, end_id))
+        register_trie_mask(self._mask_key, TrieMask.build(trie, self.vocab_size, end_id))
 
     def sample(self, prompts: Sequence[list[int]], n: int, temperature: float = 1.0, top_k: int = 0,
                generator: torch.Generator | None = None) -> list[list[Completion]]:
@@ -122,10 +122,9 @@ class VLLMTrieEngine:
         """Exact next-token log-probs of each row's trie children (raw, full-vocabulary softmax)."""
         from vllm import SamplingParams
 
-        vocab = self.llm.llm_engine.model_config.get_vocab_size()
         params = [SamplingParams(temperature=0.0, max_tokens=1, detokenize=False,
                                  **({"logprob_token_ids": kids} if len(kids) <= MAX_LISTED_LOGPROBS
-                                    else {"logprobs": vocab}))
+                                    else {"logprobs": self.vocab_size}))
                   for kids in children]
         outputs = self.llm.generate(_token_prompts(prompts), params, use_tqdm=False)
         rows = []
