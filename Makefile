@@ -8,7 +8,7 @@ DEMO_USER ?= 1
 export HF_HUB_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: install demo test lint clean-runs
+.PHONY: install demo test lint clean-runs redis-server
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -33,7 +33,13 @@ demo: install
 	$(BIN)/reasonrec recommend --bundle runs/sft/bundle --user $(DEMO_USER)
 	$(BIN)/reasonrec recommend --bundle runs/sft/bundle --history 50,172,181 -k 5
 
-test: install
+# Redis for the feature-store and serving integration tests (the tests start their own server on a free port).
+redis-server:
+	@command -v redis-server >/dev/null || { \
+	  if [ "$$(id -u)" = 0 ]; then SUDO=""; else SUDO="sudo"; fi; \
+	  $$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq redis-server; }
+
+test: install redis-server
 	$(BIN)/python -m pytest -q
 
 lint: install
