@@ -18,6 +18,8 @@ from pathlib import Path
 import typer
 from rich.console import Console
 
+from feature_store.cli import store_app
+from feature_store.nearline_cli import nearline_app
 from training.cli_output import print_metrics, print_recommendations
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -34,6 +36,8 @@ app.add_typer(train_app, name="train")
 app.add_typer(baseline_app, name="baseline")
 app.add_typer(config_app, name="config")
 app.add_typer(models_app, name="models")
+app.add_typer(store_app, name="store")
+app.add_typer(nearline_app, name="nearline")
 _PIPE = not sys.stdout.isatty()
 console = Console(soft_wrap=_PIPE, width=200 if _PIPE else None)
 err_console = Console(stderr=True, soft_wrap=True)
