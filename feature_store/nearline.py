@@ -186,14 +186,19 @@ class JobSummary:
 
 
 def run_job(store: FeatureStore, bundle_dir: str, job_id: str, users_spec: str, runner: Runner,
-            settings: NearlineSettings | None = None, progress: bool = True) -> JobSummary:
-    """Plans (or resumes) job `job_id`, reasons over the pending chunks through `runner`, writes Redis."""
+            settings: NearlineSettings | None = None, progress: bool = True,
+            model_version: str | None = None) -> JobSummary:
+    """Plans (or resumes) job `job_id`, reasons over the pending chunks through `runner`, writes Redis.
+
+    model_version: written with every CoT; None reads the bundle's version (and checks it is a reasoning bundle).
+    """
     from feature_store.reasoner import PolicyPrompter
 
     settings = settings or NearlineSettings()
     start = time.perf_counter()
     store.ensure_schema()
-    plan = plan_job(store, job_id, PolicyPrompter.version_of(Path(bundle_dir)), users_spec, settings)
+    version = model_version or PolicyPrompter.version_of(Path(bundle_dir))
+    plan = plan_job(store, job_id, version, users_spec, settings)
     checkpoints = JobCheckpoints(store, job_id)
     done = checkpoints.done()
     writer = ChunkWriter(store, checkpoints, plan, done)

@@ -2,12 +2,16 @@
 
 One hash per user, `<ns>:user:<user_id>`, with the fields of USER_FIELDS (all
 strings); `updated_at` (seconds since the epoch, a float written with `repr`)
-drives newer-wins writes. Job checkpoints live in `<ns>:job:<job_id>`, the
+drives newer-wins writes. `user_vector` caches the Rechead's user vector (base64 of float32
+little-endian, `encode_vector`) and `vector_version` says what it was computed from
+("<Rechead bundle version>:<sha of its inputs>"), so a reader uses it only when both still match.
+Job checkpoints live in `<ns>:job:<job_id>`, the
 schema version in `<ns>:schema`.
 """
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import json
 import math
@@ -16,10 +20,13 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from types import MappingProxyType
 
+import numpy as np
+
 from feature_store.errors import StoreError
 
 SCHEMA_VERSION = 1
-USER_FIELDS = ("history", "cot", "answer", "model_version", "job_id", "updated_at", "cot_history_sha")
+USER_FIELDS = ("history", "cot", "answer", "model_version", "job_id", "updated_at", "cot_history_sha",
+               "user_vector", "vector_version")
 WRITABLE_FIELDS = frozenset(USER_FIELDS) - {"updated_at"}
 _NAME = re.compile(r"^[A-Za-z0-9_.\-]+$")
 
@@ -70,6 +77,28 @@ def decode_history(text: str) -> list[str]:
 def history_sha(items: Sequence[str]) -> str:
     """16 hex digits of sha256(encode_history(items)): ties a cached CoT to the history it was written from."""
     return hashlib.sha256(encode_history(items).encode()).hexdigest()[:16]
+
+
+def encode_vector(vector: np.ndarray) -> str:
+    """A 1-d vector [d] as base64 of its float32 little-endian bytes (4 * d bytes before encoding)."""
+    x = np.asarray(vector, dtype="<f4")
+    if x.ndim != 1 or x.size == 0:
+        raise StoreError(f"a user vector must be 1-d and non-empty, got shape {x.shape}")
+    return base64.b64encode(x.tobytes()).decode("ascii")
+
+
+def decode_vector(text: str, dim: int | None = None) -> np.ndarray:
+    """Inverse of encode_vector: float32 [d] (native order); StoreError when malformed or not `dim` long."""
+    try:
+        raw = base64.b64decode(text, validate=True)
+    except (TypeError, ValueError) as exc:
+        raise StoreError(f"user vector is not base64: {str(text)[:40]!r}") from exc
+    if not raw or len(raw) % 4:
+        raise StoreError(f"user vector holds {len(raw)} bytes, not a whole number of float32")
+    vector = np.frombuffer(raw, dtype="<f4").astype(np.float32)
+    if dim is not None and vector.size != dim:
+        raise StoreError(f"user vector has {vector.size} dimensions, expected {dim}")
+    return vector
 
 
 def encode_timestamp(updated_at: float) -> str:

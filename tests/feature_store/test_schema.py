@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import base64
 import hashlib
 
+import numpy as np
 import pytest
 
 from feature_store.errors import StoreError
@@ -12,8 +14,10 @@ from feature_store.schema import (
     UserFeatures,
     check_name,
     decode_history,
+    decode_vector,
     encode_history,
     encode_timestamp,
+    encode_vector,
     history_sha,
     job_key,
     schema_key,
@@ -26,7 +30,8 @@ def test_keys_are_namespaced():
     assert user_key("ns", "42") == "ns:user:42"
     assert job_key("ns", "run-1") == "ns:job:run-1"
     assert schema_key("ns") == "ns:schema"
-    assert "updated_at" in USER_FIELDS and len(USER_FIELDS) == 7
+    assert "updated_at" in USER_FIELDS and len(USER_FIELDS) == 9
+    assert {"user_vector", "vector_version"} <= set(USER_FIELDS)
 
 
 @pytest.mark.timeout(10)
@@ -44,6 +49,20 @@ def test_history_round_trip_and_sha():
 def test_decode_history_refuses_other_json(text):
     with pytest.raises(StoreError):
         decode_history(text)
+
+
+@pytest.mark.timeout(10)
+def test_vector_round_trip_is_float32_little_endian_base64():
+    vector = np.array([1.0, -2.5, 3.25], dtype=np.float32)
+    text = encode_vector(vector)
+    assert base64.b64decode(text) == vector.astype("<f4").tobytes()
+    assert decode_vector(text).dtype == np.float32 and decode_vector(text, dim=3).tolist() == [1.0, -2.5, 3.25]
+    for bad, dim in (("not base64!", None), (base64.b64encode(b"abc").decode(), None), (text, 4)):
+        with pytest.raises(StoreError):
+            decode_vector(bad, dim)
+    with pytest.raises(StoreError):
+        encode_vector(np.zeros((2, 2)))
+    assert dict(UserFeatures("7", 1.0, {"user_vector": text, "vector_version": "v:1"}).fields)["user_vector"] == text
 
 
 @pytest.mark.timeout(10)
