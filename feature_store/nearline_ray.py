@@ -32,7 +32,8 @@ def start_ray(address: str | None, num_cpus: int | None = None) -> None:
 
 
 def actor_settings(settings: NearlineSettings, actor_cpus: int) -> ReasonerSettings:
-    """Ray gives an actor OMP_NUM_THREADS=1; the engine sets its torch threads to the CPUs it reserved."""
+    """Ray gives an actor OMP_NUM_THREADS=1; the actor's env and torch threads follow the CPUs it reserved
+    (vLLM's CPU attention checks that its OpenMP thread count did not change since start-up)."""
     reasoner = settings.reasoner
     threads = reasoner.threads or actor_cpus
     return ReasonerSettings(reasoner.answer_k, reasoner.max_think_tokens, threads, reasoner.dtype)
@@ -52,7 +53,7 @@ def ray_runner(address: str | None = None, actor_cpus: int = 1):
             NearlineReasoner, batch_size=settings.chunk_size, batch_format="numpy",
             fn_constructor_kwargs={"bundle_dir": str(bundle_dir), "settings": actor_settings(settings, actor_cpus)},
             compute=ray.data.ActorPoolStrategy(size=settings.pool_size), num_cpus=actor_cpus,
-            runtime_env={"env_vars": ACTOR_ENV})
+            runtime_env={"env_vars": {**ACTOR_ENV, "OMP_NUM_THREADS": str(actor_cpus)}})
         yield from reasoned.iter_batches(batch_size=None, batch_format="numpy")
 
     return run

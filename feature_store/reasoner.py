@@ -120,7 +120,7 @@ class NearlineReasoner:
         p = self.prompter
         self.max_think = self.settings.max_think_tokens or p.decode.max_think_tokens
         self.engine = VLLMTrieEngine(p.root / "policy", p.trie, p.depth, p.tokenizer.eos_token_id,
-                                     beam_width=max(p.decode.beam_width, self.settings.answer_k),
+                                     beam_width=self.settings.answer_k,
                                      dtype=self.settings.dtype, max_model_len=p.decode.max_total_tokens)
 
     def reason(self, user_ids: Sequence[str], histories: Sequence[Sequence[str]]) -> list[ReasonedUser]:
