@@ -88,18 +88,23 @@ def assign_cold_identifiers(scheme: IdentifierScheme, vocab: Mapping[str, int],
     """
     if not isinstance(scheme, SemanticIdScheme):
         raise ColdStartError(_unsupported(scheme))
-    added: list[str] = []
+    sizes, added, out = list(scheme.codebook_sizes), [], {}
     try:
-        out = {}
         for item_id, emb in embeddings.items():
             scheme.add_item(item_id, embedding=_check_embedding(scheme, item_id, emb))
             added.append(item_id)
             out[item_id] = _token_ids(scheme.item_tokens(item_id), vocab, item_id)
         return out
     except BaseException:
-        for item_id in added:
-            scheme.remove_item(item_id)
+        _forget(scheme, added, sizes)
         raise
+
+
+def _forget(scheme: SemanticIdScheme, item_ids: Sequence[str], sizes: list[int]) -> None:
+    """Undo `add_item` for item_ids and restore the codebook sizes (the disambiguation level may have grown)."""
+    for item_id in item_ids:
+        scheme.remove_item(item_id)
+    scheme.codebook_sizes[:] = sizes
 
 
 def add_cold_sid_items(index: ItemIndex, trie: ItemTrie, scheme: IdentifierScheme, vocab: Mapping[str, int],
@@ -109,12 +114,12 @@ def add_cold_sid_items(index: ItemIndex, trie: ItemTrie, scheme: IdentifierSchem
     items: raw id -> (item vector [index.dim] for FAISS, text embedding [d] for the scheme).
     Returns raw id -> identifier token ids.
     """
+    sizes = list(scheme.codebook_sizes)
     sequences = assign_cold_identifiers(scheme, vocab, {i: text for i, (_, text) in items.items()})
     try:
         add_cold_items(index, trie, {i: (vec, sequences[i]) for i, (vec, _) in items.items()})
     except BaseException:
-        for item_id in sequences:
-            scheme.remove_item(item_id)
+        _forget(scheme, list(sequences), sizes)
         raise
     return sequences
 

@@ -40,7 +40,7 @@ def _ivf(dim: int, settings: IndexSettings, train: np.ndarray | None) -> faiss.I
     nlist = settings.resolve_nlist(len(train))
     index = faiss.IndexIVFFlat(faiss.IndexFlatIP(dim), dim, nlist, faiss.METRIC_INNER_PRODUCT)
     index.cp.seed = 1234
-    rows = np.random.default_rng(0).permutation(len(train))[: settings.train_sample]
+    rows = np.random.default_rng(0).permutation(len(train))[: max(settings.train_sample, 40 * nlist)]
     index.train(np.ascontiguousarray(train[np.sort(rows)], dtype=np.float32))
     index.set_direct_map_type(faiss.DirectMap.Hashtable)
     index.nprobe = settings.nprobe

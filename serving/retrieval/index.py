@@ -11,12 +11,9 @@ through it), its id leaves the id map, and search drops it from results.
 `describe()` reports the tombstone count; `rebuilt()` makes a fresh index
 without them.
 
-Exclusion (seen items) and tombstones are handled by over-fetching:
-search k + max |exclude ∩ index| + |tombstones|, drop what is excluded, and
-search a short row again wider (IVF: more lists probed, up to all) until it has
-k items or the index has no more eligible ones. One batched call serves every
-row, and it works on GPU indexes too; `benchmarks/nearline_faiss.py` measured
-it against a per-query `IDSelector` (see `measure_exclusion`).
+Seen items (`exclude`) and tombstones are hidden from faiss by an id selector
+on CPU and by over-fetching on GPU; a row comes back short only when the index
+holds fewer eligible items (`serving/retrieval/search.py`).
 """
 
 from __future__ import annotations
@@ -31,6 +28,7 @@ import numpy as np
 
 from serving.retrieval.factory import build_faiss_index, gpu_copy, hnsw_of, ivf_of
 from serving.retrieval.idmap import IdMap
+from serving.retrieval.search import search_rows
 from serving.retrieval.settings import IndexSettings, Kind
 from serving.retrieval.storage import read_index_dir, write_index_dir
 
@@ -83,7 +81,7 @@ class ItemIndex:
 
         Nothing is added when a check fails (ValueError naming the id or the shape).
         """
-        item_ids = list(item_ids)
+        item_ids = _id_list(item_ids)
         x = as_matrix(vectors, len(item_ids), self.dim)
         with self._lock:
             self._ids.check_new(item_ids)
@@ -99,7 +97,7 @@ class ItemIndex:
     def remove_items(self, item_ids: Collection[str]) -> None:
         """Remove items (KeyError naming the first unknown id; then nothing is removed)."""
         with self._lock:
-            unique = list(dict.fromkeys(item_ids))
+            unique = list(dict.fromkeys(_id_list(item_ids)))
             ints = self._ids.ints_of(unique)
             if self.kind == "hnsw":
                 self._tombstones.update(ints.tolist())
@@ -128,64 +126,18 @@ class ItemIndex:
         q = as_matrix(np.atleast_2d(np.asarray(user_vectors)), None, self.dim)
         if exclude is not None and len(exclude) != len(q):
             raise ValueError(f"exclude has {len(exclude)} rows for {len(q)} user vectors")
+        if exclude is not None and any(isinstance(row, str) for row in exclude):
+            raise TypeError("each exclude row is a collection of item ids, not one string")
         with self._lock:
-            banned = [set(self._ids.known_ints(row)) for row in exclude] if exclude else [set()] * len(q)
-            wants = [min(k, len(self._ids) - len(b)) for b in banned]
+            hidden = [set(self._ids.known_ints(row)) for row in exclude] if exclude else [set() for _ in q]
+            wants = [min(k, len(self._ids) - len(h)) for h in hidden]
             if len(q) == 0 or max(wants) <= 0:
                 return [[] for _ in range(len(q))]
-            fetch = k + max(len(b) for b in banned) + len(self._tombstones)
-            scores, labels = self._raw_search(q, fetch, widen=0)
-            rows = [self._keep(scores[r], labels[r], banned[r], wants[r]) for r in range(len(q))]
-            for r, row in enumerate(rows):
-                if len(row) < wants[r]:
-                    rows[r] = self._search_wider(q[r: r + 1], fetch, banned[r], wants[r])
-            return rows
-
-    def _keep(self, scores: np.ndarray, labels: np.ndarray, banned: set[int], want: int) -> Result:
-        """Up to `want` (raw id, score) pairs from one result row, skipping -1, banned and tombstoned ids."""
-        out: Result = []
-        seen: set[int] = set()
-        for score, label in zip(scores.tolist(), labels.tolist(), strict=True):
-            if label < 0 or label in banned or label in self._tombstones or label in seen:
-                continue
-            item_id = self._ids.str_of(label)
-            if item_id is not None:
-                seen.add(label)
-                out.append((item_id, float(score)))
-                if len(out) == want:
-                    break
-        return out
-
-    def _search_wider(self, q: np.ndarray, fetch: int, banned: set[int], want: int) -> Result:
-        """Search one short row again, doubling the fetch and the IVF probes until it is full or exhaustive."""
-        widen = 0
-        while True:
-            widen += 1
-            fetch *= 2
-            scores, labels = self._raw_search(q, fetch, widen)
-            row = self._keep(scores[0], labels[0], banned, want)
-            if len(row) >= want or self._exhaustive(fetch, widen):
-                return row
-
-    def _exhaustive(self, fetch: int, widen: int) -> bool:
-        """True when a search with this fetch/widening already saw every stored vector."""
-        ivf = ivf_of(self._index)
-        probes_all = ivf is None or self.settings.nprobe << widen >= ivf.nlist
-        return fetch >= self._index.ntotal and probes_all
-
-    def _raw_search(self, q: np.ndarray, fetch: int, widen: int) -> tuple[np.ndarray, np.ndarray]:
-        """faiss search with k = min(fetch, ntotal); widen > 0 probes nprobe·2^widen IVF lists (CPU index)."""
-        k = max(1, min(fetch, self._index.ntotal))
-        params = self._wide_params(widen, k)
-        if params is None and self._gpu is not None and self._gpu_fresh and k <= 2048:
-            return self._gpu.search(q, k)
-        return self._index.search(q, k, params=params)
-
-    def _wide_params(self, widen: int, k: int) -> faiss.SearchParameters | None:
-        ivf = ivf_of(self._index)
-        if widen == 0 or ivf is None:
-            return None
-        return faiss.SearchParametersIVF(nprobe=min(ivf.nlist, self.settings.nprobe << widen))
+            for h in hidden:
+                h |= self._tombstones
+            gpu = self._gpu if self._gpu_fresh else None
+            rows = search_rows(self._index, q, k, hidden, wants, gpu)
+            return [[(self._ids.str_of(i), score) for i, score in row] for row in rows]
 
     def _refresh_gpu(self) -> None:
         """(Re)clone the CPU index to the GPUs when the settings ask for it; mutations mark the clone stale."""
@@ -201,7 +153,7 @@ class ItemIndex:
         """A fresh index of the live items with the same settings (drops HNSW tombstones)."""
         with self._lock:
             ids = self.item_ids
-            vectors = np.stack([self.vector(i) for i in ids]) if ids else np.zeros((0, self.dim), np.float32)
+            vectors = self._index.reconstruct_batch(self._ids.ints_of(ids)) if ids else np.zeros((0, self.dim))
         return ItemIndex.build(ids, vectors, self.settings.model_copy(update={"kind": self.kind}))
 
     def describe(self) -> dict[str, Any]:
@@ -210,6 +162,7 @@ class ItemIndex:
             "kind": self.kind, "dim": self.dim, "n_items": len(self), "ntotal": int(self._index.ntotal),
             "metric": "inner_product", "removal": "tombstone" if self.kind == "hnsw" else "native",
             "tombstones": len(self._tombstones), "gpu": self._gpu is not None,
+            "gpu_stale": self._gpu is not None and not self._gpu_fresh,
             "settings": self.settings.model_dump(mode="json"),
         }
         if (ivf := ivf_of(self._index)) is not None:
@@ -236,6 +189,13 @@ class ItemIndex:
                              f"sidecar (dim={out.dim}, {len(ids)} items + {len(out._tombstones)} tombstones)")
         out._refresh_gpu()
         return out
+
+
+def _id_list(item_ids: Collection[str]) -> list[str]:
+    """item_ids as a list; a bare string is refused (it would be read as one id per character)."""
+    if isinstance(item_ids, str):
+        raise TypeError(f"expected a collection of item ids, got the string {item_ids!r}")
+    return list(item_ids)
 
 
 def as_matrix(vectors: np.ndarray, n: int | None, dim: int) -> np.ndarray:
