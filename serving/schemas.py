@@ -26,6 +26,7 @@ ItemId = Annotated[str, StringConstraints(min_length=1, max_length=128), AfterVa
 Mode = Literal["direct", "reasoning", "auto"]
 # What answered: a mode, or popularity for a cold-start user (then `fallback` says why).
 ModeUsed = Literal["direct", "reasoning", "popularity"]
+AnswerPath = Literal["beam_search", "cached_vector", "cot", "history_only", "popularity"]
 
 
 class Request(BaseModel):
@@ -56,6 +57,8 @@ class RecommendedItem(BaseModel):
 class RecommendResponse(BaseModel):
     """items: best first; arm: the experiment arm that answered; model_version: its bundle version;
     fallback: a short code when a fallback path answered ("no_cached_cot", "redis_unavailable", "cold_start");
+    path: what produced the items: "beam_search" (direct), "cached_vector" / "cot" / "history_only" (reasoning:
+    a user vector cached in Redis, one computed from the cached CoT, one from the history alone), "popularity";
     latency_ms: server-side time; request_id: echo it in feedback events."""
 
     items: list[RecommendedItem]
@@ -63,6 +66,7 @@ class RecommendResponse(BaseModel):
     arm: str
     model_version: str
     fallback: str | None = None
+    path: AnswerPath | None = None
     explanation: str | None = None
     latency_ms: float = Field(ge=0)
     request_id: str
@@ -82,7 +86,11 @@ class FeedbackEvent(Request):
 
 
 class FeedbackResponse(BaseModel):
+    """accepted: events newly logged; duplicates: events already logged (same request_id, item_id and event),
+    acknowledged and not logged again, so a client may retry a feedback call safely."""
+
     accepted: int = Field(ge=0)
+    duplicates: int = Field(0, ge=0)
 
 
 class ModelInfo(BaseModel):

@@ -83,6 +83,8 @@ class ServeSettings(Section):
     max_k: int = Field(100, ge=1)
     request_timeout_s: float = Field(2.0, gt=0)
     redis_url: str = "redis://127.0.0.1:6379/0"
+    redis_timeout_s: float = Field(0.25, gt=0, description="socket timeout of one Redis call on the request path")
+    redis_retries: int = Field(1, ge=0, description="retries of a failed Redis call before its fallback applies")
     namespace: str = Field("reasonrec", min_length=1)
     cold_start: Literal["popularity", "404"] = "popularity"
     reasoning_fallback: Literal["direct", "history_only"] = "direct"

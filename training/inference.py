@@ -76,13 +76,13 @@ def _loader_for(root: Path, kind: str) -> Loader:
     return loader
 
 
-def _load_policy_parts(root: Path, manifest: dict, device: str):
-    """(tokenizer, model on device, identifier scheme, catalog) of a policy bundle of the current prompt layout."""
+def load_policy_text(root: Path, manifest: dict):
+    """(tokenizer, identifier scheme, catalog) of a policy bundle of the current prompt layout, without weights
+    (for engines that load `policy/` themselves, e.g. vLLM)."""
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     from transformers import AutoTokenizer
 
     from training.identifiers.base import load_scheme
-    from training.models.policy import load_policy
     from training.prompts import PROMPT_LAYOUT_VERSION
 
     generation = manifest.get("generation") or {}
@@ -90,8 +90,15 @@ def _load_policy_parts(root: Path, manifest: dict, device: str):
         raise BundleError(f"{root}: prompt layout {generation.get('prompt_layout')!r}, this reasonrec builds "
                           f"layout {PROMPT_LAYOUT_VERSION}; retrain the bundle")
     tokenizer = AutoTokenizer.from_pretrained(str(root / "tokenizer"))
-    model = load_policy(root / "policy").to(device)
-    return tokenizer, model, load_scheme(root / "identifiers"), load_bundle_catalog(root)
+    return tokenizer, load_scheme(root / "identifiers"), load_bundle_catalog(root)
+
+
+def _load_policy_parts(root: Path, manifest: dict, device: str):
+    """(tokenizer, model on device, identifier scheme, catalog) of a policy bundle of the current prompt layout."""
+    from training.models.policy import load_policy
+
+    tokenizer, scheme, catalog = load_policy_text(root, manifest)
+    return tokenizer, load_policy(root / "policy").to(device), scheme, catalog
 
 
 @register_loader("policy")

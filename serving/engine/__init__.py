@@ -1,7 +1,8 @@
 """Direct-mode engines: a request's history -> top-k catalog items with exact scores (DESIGN.md §1).
 
 `DirectEngine` is the contract the pipeline calls (through `MicroBatcher`, engine/batcher.py):
-`NativeDirectEngine` (engine/native.py, in-process trie beam search) implements it; a vLLM engine will too.
+`NativeDirectEngine` (engine/native.py, in-process trie beam search) and `VLLMDirectEngine`
+(engine/vllm_engine.py, vLLM `AsyncLLM`; also `await recommend(query)`, no batcher needed) implement it.
 This module imports no torch, so the app can type against it cheaply.
 """
 

@@ -15,12 +15,10 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from serving.engine import DirectQuery, ScoredItem
+from serving.engine.requests import Prepared, check_direct_bundle, prepare_query, scored_item, warmup_query
 from serving.errors import RequestInvalid
-from training.bundle import BundleError
 from training.data.types import Sample
-from training.inference import RequestError, build_request, load_recommender, max_history
-
-Prepared = tuple[Sample, frozenset[str]] | RequestInvalid
+from training.inference import load_recommender, max_history
 
 
 class NativeDirectEngine:
@@ -46,12 +44,7 @@ class NativeDirectEngine:
                     expected_version: str | None = None, drop_unknown: bool = False) -> NativeDirectEngine:
         """Load and validate a policy bundle; BundleError for another kind or a version other than expected."""
         recommender = load_recommender(bundle_dir, device=device, beam_width=beam_width, mode="direct")
-        manifest = recommender.manifest
-        if manifest.get("kind") != "policy":
-            raise BundleError(f"{bundle_dir}: direct mode serves policy bundles, not {manifest.get('kind')!r}")
-        if expected_version and manifest.get("bundle_version") != expected_version:
-            raise BundleError(f"{bundle_dir}: bundle_version {manifest.get('bundle_version')!r}, the serve config "
-                              f"pins {expected_version!r}")
+        check_direct_bundle(bundle_dir, recommender.manifest, expected_version)
         return cls(recommender, drop_unknown=drop_unknown)
 
     @property
@@ -81,20 +74,11 @@ class NativeDirectEngine:
                 "max_history": self.keep, "device": str(next(model.parameters()).device)}
 
     def warm(self) -> None:
-        self.recommend_batch([DirectQuery((self.catalog.id_at(0),), 1, True, "warmup")])
+        self.recommend_batch([warmup_query(self.catalog)])
 
     def _prepare(self, query: DirectQuery) -> Prepared:
         """(Sample of the last `keep` items, the seen set to exclude) or the reason the query is refused."""
-        if query.k < 1:
-            return RequestInvalid(f"k must be >= 1, got {query.k}")
-        history = query.history
-        if self.drop_unknown:
-            history = tuple(i for i in history if i in self.catalog)
-        try:
-            sample = build_request(self.catalog, history, user_id=query.user_id, keep=self.keep)
-        except RequestError as err:
-            return RequestInvalid(str(err))
-        return sample, frozenset(history) if query.exclude_seen else frozenset()
+        return prepare_query(query, self.catalog, self.keep, self.drop_unknown)
 
     def _search(self, prepared: list[tuple[Sample, frozenset[str]]], k: int) -> list[list[tuple[str, float]]]:
         prompts = [self.recommender.prompt_ids(sample) for sample, _ in prepared]
@@ -102,4 +86,4 @@ class NativeDirectEngine:
         return self.recommender.generator.top_items(prompts, k, exclude if any(exclude) else None)
 
     def _scored(self, item_id: str, score: float) -> ScoredItem:
-        return ScoredItem(item_id, self.catalog.info(item_id).title, float(score))
+        return scored_item(self.catalog, item_id, score)

@@ -27,6 +27,19 @@ def build_item_trie(scheme: IdentifierScheme, tokenizer) -> tuple[ItemTrie, dict
     return ItemTrie.build(ids), ids
 
 
+def encode_prompt(sample: Sample, tokenizer, scheme: IdentifierScheme, item_ids: dict[str, list[int]],
+                  vocab: dict[str, int], max_prompt_tokens: int) -> list[int]:
+    """A sample's prompt token ids; longer than max_prompt_tokens -> the first token and the most recent rest.
+
+    Every engine over a policy (HF beam here, vLLM in serving/engine/vllm_engine.py) builds prompts with this.
+    """
+    tokens = build_prompt_tokens(sample.profile, sample.history, scheme.item_tokens, item_ids)
+    ids = encode_pieces(tokenizer, tokens, vocab)
+    if len(ids) > max_prompt_tokens:
+        ids = ids[:1] + ids[len(ids) - max_prompt_tokens + 1:]
+    return ids
+
+
 class PolicyRecommender:
     """Ranks items by trie-constrained beam search over the policy's item identifiers."""
 
@@ -47,11 +60,7 @@ class PolicyRecommender:
         self.generator = BACKENDS[backend](model, self.trie, depth, tokenizer.pad_token_id, beam_width)
 
     def prompt_ids(self, sample: Sample) -> list[int]:
-        tokens = build_prompt_tokens(sample.profile, sample.history, self.scheme.item_tokens, self.item_ids)
-        ids = encode_pieces(self.tokenizer, tokens, self.vocab)
-        if len(ids) > self.max_prompt_tokens:
-            ids = ids[:1] + ids[len(ids) - self.max_prompt_tokens + 1:]
-        return ids
+        return encode_prompt(sample, self.tokenizer, self.scheme, self.item_ids, self.vocab, self.max_prompt_tokens)
 
     def rank(self, samples: Sequence[Sample], k: int, exclude: Sequence[set[str]] | None = None) -> list[list[str]]:
         """Per sample, the top-k raw item ids; items in exclude[row] are masked inside the beam search,

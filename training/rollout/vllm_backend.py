@@ -7,7 +7,8 @@ The same `RolloutEngine` protocol as `BatchedTrieEngine`, served by an in-proces
   the per-token log-probs vLLM returns are its *raw* log-probs (full vocabulary,
   temperature 1, before any processor), i.e. the policy log-probs the trainer recomputes;
 - `LLM.beam_search` ignores per-request processors, so `top_items` is our own
-  level-by-level beam that reads the exact log-probs of the trie children;
+  level-by-level beam (training/rollout/level_beam.py) that reads the exact log-probs of the
+  trie children (`child_params`, `read_child_logprobs`, shared with the async direct engine);
 - weight sync reloads the weights in place, re-packs tied embeddings (on CPU the LM head
   is a packed copy that a reload without its key leaves stale) and resets the prefix cache.
 
@@ -24,6 +25,7 @@ from pathlib import Path
 import torch
 
 from training.identifiers.trie import ItemTrie
+from training.rollout.level_beam import START, best_items, next_beams, open_prefixes
 from training.rollout.sampling import Completion
 from training.rollout.trie_mask import TRIE_KEY, TrieMask, TrieMaskProcessor, register_trie_mask
 
@@ -95,43 +97,29 @@ class VLLMTrieEngine:
 
     def top_items(self, prompts: Sequence[list[int]], k: int,
                   exclude: Sequence[Collection[str]] | None = None) -> list[list[tuple[str, float]]]:
-        """Per prompt the k likeliest items (exact log P): a beam of max(k, beam_width) per level,
-        all prompts' beams scored in one `generate` call per level (prefix caching shares prompts)."""
+        """Per prompt the k likeliest items (exact log P): a beam of max(k, beam_width) per level
+        (training/rollout/level_beam.py), all prompts' open beams scored in one `generate` call per level
+        (prefix caching shares prompts)."""
         width = max(k, self.beam_width)
         dead = [self.trie.dead_prefixes(exclude[p]) if exclude else frozenset() for p in range(len(prompts))]
-        beams: list[list[tuple[tuple[int, ...], float]]] = [[((), 0.0)] for _ in prompts]
-        finished: list[list[tuple[tuple[int, ...], float]]] = [[] for _ in prompts]
+        beams = [list(START) for _ in prompts]
         for _ in range(self.depth):
-            live = [(p, prefix, score) for p, rows in enumerate(beams) for prefix, score in rows
-                    if self.trie.allowed_next(prefix)]
-            if not live:
+            open_rows = [(p, prefix) for p, rows in enumerate(beams) for prefix in open_prefixes(self.trie, rows)]
+            if not open_rows:
                 break
-            scored = self._child_logprobs([list(prompts[p]) + list(prefix) for p, prefix, _ in live],
-                                          [self.trie.allowed_next(prefix) for _, prefix, _ in live])
-            expanded: list[list[tuple[tuple[int, ...], float]]] = [[] for _ in prompts]
-            for (p, prefix, score), children in zip(live, scored, strict=True):
-                expanded[p] += [(prefix + (t,), score + lp) for t, lp in children.items()
-                                if prefix + (t,) not in dead[p]]
-            for p, rows in enumerate(expanded):
-                beams[p] = sorted(rows, key=lambda beam: -beam[1])[:width]
-                finished[p] += [beam for beam in beams[p] if self.trie.is_complete(beam[0])]
-        return [[(self.trie.item_at(prefix), score) for prefix, score in sorted(rows, key=lambda b: -b[1])[:k]]
-                for rows in finished]
+            scored = self._child_logprobs([list(prompts[p]) + list(prefix) for p, prefix in open_rows],
+                                          [self.trie.allowed_next(prefix) for _, prefix in open_rows])
+            by_prompt: list[dict] = [{} for _ in prompts]
+            for (p, prefix), children in zip(open_rows, scored, strict=True):
+                by_prompt[p][prefix] = children
+            beams = [next_beams(self.trie, rows, by_prompt[p], dead[p], width) for p, rows in enumerate(beams)]
+        return [best_items(self.trie, rows, k) for rows in beams]
 
     def _child_logprobs(self, prompts: list[list[int]], children: list[list[int]]) -> list[dict[int, float]]:
         """Exact next-token log-probs of each row's trie children (raw, full-vocabulary softmax)."""
-        from vllm import SamplingParams
-
-        params = [SamplingParams(temperature=0.0, max_tokens=1, detokenize=False,
-                                 **({"logprob_token_ids": kids} if len(kids) <= MAX_LISTED_LOGPROBS
-                                    else {"logprobs": self.vocab_size}))
-                  for kids in children]
+        params = [child_params(kids, self.vocab_size) for kids in children]
         outputs = self.llm.generate(_token_prompts(prompts), params, use_tqdm=False)
-        rows = []
-        for out, kids in zip(outputs, children, strict=True):
-            step = out.outputs[0].logprobs[0]
-            rows.append({t: float(step[t].logprob) for t in kids})
-        return rows
+        return [read_child_logprobs(out.outputs[0], kids) for out, kids in zip(outputs, children, strict=True)]
 
     @torch.no_grad()
     def sync_weights(self, state_dict: Mapping[str, torch.Tensor]) -> None:
@@ -139,6 +127,22 @@ class VLLMTrieEngine:
         weights = [(name, tensor.detach().to("cpu")) for name, tensor in state_dict.items()]
         self.llm.collective_rpc(_reload_in_place, args=(weights,))
         self.llm.reset_prefix_cache()
+
+
+def child_params(children: Sequence[int], vocab_size: int):
+    """SamplingParams of one greedy token that also return the exact log-probs of `children`
+    (listed when few enough, else the whole vocabulary's)."""
+    from vllm import SamplingParams
+
+    listed = ({"logprob_token_ids": list(children)} if len(children) <= MAX_LISTED_LOGPROBS
+              else {"logprobs": vocab_size})
+    return SamplingParams(temperature=0.0, max_tokens=1, detokenize=False, **listed)
+
+
+def read_child_logprobs(output, children: Sequence[int]) -> dict[int, float]:
+    """{child: log P(child)} from the `CompletionOutput` of a `child_params` request."""
+    step = output.logprobs[0]
+    return {t: float(step[t].logprob) for t in children}
 
 
 def _reload_in_place(worker, weights) -> None:

@@ -1,0 +1,139 @@
+"""Ray Serve shells — the only serving module that imports ray (DESIGN.md §2, §6).
+
+One ingress deployment holds the whole request path in-process: FastAPI app -> pipeline -> engines, Rechead,
+FAISS, Redis client. A separate engine deployment behind a handle costs a hop of ~6-7 ms on this CPU machine
+(DESIGN.md §8) — more than a tiny model's whole beam search — so engines live in the ingress replica; scale
+out with `num_replicas` (each replica loads its own models).
+
+Hot reload without dropping requests: the replica's ASGI callable forwards to the *current* FastAPI app;
+`reload()` builds a new pipeline first and swaps only if every arm loaded, so a bad bundle leaves the old
+pipeline serving. Requests already inside the old app finish on it; it is closed after `DRAIN_S`.
+Reload by `POST /admin/reload` (loopback clients only) or by a new `user_config` (Ray calls `reconfigure`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+from typing import Any
+
+from ray import serve
+
+from serving.settings import ServeSettings
+
+log = logging.getLogger(__name__)
+DRAIN_S = 30.0
+RELOAD_PATH = "/admin/reload"
+REPLICA_ENV = {"VLLM_ENABLE_V1_MULTIPROCESSING": "0", "VLLM_CPU_KVCACHE_SPACE": "1", "VLLM_HOST_IP": "127.0.0.1",
+               "VLLM_NO_USAGE_STATS": "1", "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
+
+
+def _build(settings: ServeSettings):
+    from serving.app import build_app
+    from serving.loading import build_pipeline_from_settings
+
+    pipeline = build_pipeline_from_settings(settings, warm=False)  # warmed on the replica's loop (vLLM's AsyncLLM)
+    return pipeline, build_app(pipeline)
+
+
+@serve.ingress()
+class RecommendIngress:
+    """The reasonrec app in one replica: `settings` is a `ServeSettings` as a dict (it crosses Ray)."""
+
+    async def __init__(self, settings: dict[str, Any]):
+        for name, value in REPLICA_ENV.items():
+            os.environ.setdefault(name, value)
+        self.settings = ServeSettings.model_validate(settings)
+        self.pipeline, self.current_app = await asyncio.to_thread(_build, self.settings)
+        await self.pipeline.warm_async()
+        self._reloading = asyncio.Lock()
+
+    def __serve_build_asgi_app__(self):
+        async def forward(scope, receive, send):
+            if scope["type"] == "http" and scope["path"] == RELOAD_PATH:
+                await self._admin_reload(scope, receive, send)
+            else:
+                await self.current_app(scope, receive, send)
+
+        return forward
+
+    async def reload(self, settings: ServeSettings | None = None) -> dict:
+        """Load `settings` (default: the current ones, re-reading every bundle); swap only if all arms load."""
+        async with self._reloading:
+            settings = settings or self.settings
+            pipeline, app = await asyncio.to_thread(_build, settings)
+            if pipeline.load_errors:
+                pipeline.close()
+                return {"reloaded": False, "errors": pipeline.load_errors}
+            await pipeline.warm_async()
+            old = self.pipeline
+            self.settings, self.pipeline, self.current_app = settings, pipeline, app
+            asyncio.get_running_loop().call_later(DRAIN_S, old.close)
+            return {"reloaded": True, "versions": {m.arm: m.bundle_version for m in pipeline.models().models}}
+
+    async def reconfigure(self, user_config: dict[str, Any]) -> None:
+        """Ray Serve calls this with a deployment's new `user_config`: {"overrides": ["bundles.sft=...", ...]}."""
+        overrides = list(user_config.get("overrides") or [])
+        if not overrides:
+            return
+        from training.config import apply_overrides
+
+        merged = ServeSettings.model_validate(apply_overrides(self.settings.model_dump(mode="json"), overrides))
+        result = await self.reload(merged)
+        if not result["reloaded"]:
+            log.error("reload refused, the old bundles keep serving: %s", result["errors"])
+
+    async def _admin_reload(self, scope, receive, send) -> None:
+        client = (scope.get("client") or ("", 0))[0]
+        if scope["method"] != "POST":
+            await _reply(send, 405, {"detail": "use POST"})
+        elif client not in ("127.0.0.1", "::1", "localhost"):
+            await _reply(send, 403, {"detail": "reload is allowed from loopback only"})
+        else:
+            result = await self.reload()
+            await _reply(send, 200 if result["reloaded"] else 409, result)
+
+
+async def _reply(send, status: int, body: dict) -> None:
+    payload = json.dumps(body).encode()
+    await send({"type": "http.response.start", "status": status,
+                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(payload)).encode())]})
+    await send({"type": "http.response.body", "body": payload})
+
+
+def build_application(settings: ServeSettings, num_replicas: int = 1, num_cpus: float = 1.0):
+    """The bound Ray Serve application (pass to `serve.run`)."""
+    deployment = serve.deployment(RecommendIngress, name="reasonrec", num_replicas=num_replicas,
+                                  ray_actor_options={"num_cpus": num_cpus,
+                                                     "runtime_env": {"env_vars": {
+                                                         **REPLICA_ENV, "OMP_NUM_THREADS": str(int(num_cpus))}}},
+                                  max_ongoing_requests=max(64, settings.engine.max_queue * 2))
+    return deployment.bind(settings.model_dump(mode="json"))
+
+
+def start(settings: ServeSettings, num_cpus: int | None = None, num_replicas: int = 1, replica_cpus: float = 1.0,
+          blocking: bool = False) -> str:
+    """Starts local Ray (or joins RAY_ADDRESS), Serve's HTTP proxy on settings.host:port, and the app.
+
+    Returns the base URL. Ray opens helper ports on all interfaces even when the HTTP proxy is on loopback
+    (DESIGN.md §8): on a shared network, use Ray's token authentication and a network policy."""
+    import ray
+
+    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    if not ray.is_initialized():
+        address = os.environ.get("RAY_ADDRESS")
+        ray.init(address=address, num_cpus=None if address else num_cpus, include_dashboard=False,
+                 log_to_driver=False, **({} if address else {"_node_ip_address": "127.0.0.1"}))
+    serve.start(http_options={"host": settings.host, "port": settings.port})
+    serve.run(build_application(settings, num_replicas, replica_cpus), name="reasonrec", route_prefix="/",
+              blocking=blocking)
+    return f"http://{settings.host}:{settings.port}"
+
+
+def stop() -> None:
+    import ray
+
+    serve.shutdown()
+    ray.shutdown()

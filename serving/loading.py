@@ -1,0 +1,139 @@
+"""Settings -> a loaded `RecommendPipeline`: bundles, engines, Rechead services, store, feedback log, popularity.
+
+Direct-mode engines come from `ENGINE_FACTORIES[arm.engine](settings, arm)`: "native" (in-process beam search) is
+registered here; "vllm" is registered by whoever provides the vLLM engine (`ENGINE_FACTORIES["vllm"] = ...`);
+an arm naming an engine without a factory is a configuration error raised at once.
+
+A bundle that fails to load (missing, altered, pinned to another version) does not stop the server: the arm is
+recorded in `load_errors`, answers 503 with the reason, and /readyz lists it. Arms naming the same bundle with the
+same engine share one loaded model (and one micro-batcher). A reasoning arm gets the engine of the experiment's
+first direct arm when `reasoning_fallback` is "direct" (its direct fallback); with none, it falls back to
+history-only. Only the active (first) experiment is loaded.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+
+from feature_store.store import FeatureStore
+from serving.engine import DirectEngine
+from serving.feedback import build_feedback_log
+from serving.metrics import ServingMetrics
+from serving.pipeline import RecommendPipeline
+from serving.popularity import Popularity
+from serving.reasoning import ReasoningService
+from serving.settings import ArmSettings, ServeSettings
+from training.config import ConfigError
+from training.models.text_encoder import TextEncoder
+
+EngineFactory = Callable[[ServeSettings, ArmSettings], DirectEngine]
+log = logging.getLogger(__name__)
+
+
+def build_native_engine(settings: ServeSettings, arm: ArmSettings) -> DirectEngine:
+    """The in-process trie beam search on the arm's policy bundle."""
+    from serving.engine.native import NativeDirectEngine
+
+    return NativeDirectEngine.from_bundle(settings.bundle_path(arm.bundle), device=settings.engine.device,
+                                          beam_width=settings.engine.beam_width, expected_version=arm.bundle_version)
+
+
+def build_vllm_engine(settings: ServeSettings, arm: ArmSettings) -> DirectEngine:
+    """vLLM (AsyncLLM) with the level-by-level trie beam on the arm's policy bundle (exact item scores)."""
+    from serving.engine.vllm_engine import VLLMDirectEngine
+
+    return VLLMDirectEngine.from_bundle(settings.bundle_path(arm.bundle), beam_width=settings.engine.beam_width,
+                                        expected_version=arm.bundle_version, device=settings.engine.device)
+
+
+ENGINE_FACTORIES: dict[str, EngineFactory] = {"native": build_native_engine, "vllm": build_vllm_engine}
+
+
+def engine_factory(arm: ArmSettings) -> EngineFactory:
+    """The factory of the arm's engine; ConfigError naming the missing registration."""
+    factory = ENGINE_FACTORIES.get(arm.engine)
+    if factory is None:
+        raise ConfigError(f"arm {arm.name!r} uses engine {arm.engine!r}, but no factory is registered for it "
+                          f"(registered: {sorted(ENGINE_FACTORIES)}); set serving.loading.ENGINE_FACTORIES"
+                          f"[{arm.engine!r}] before building the pipeline")
+    return factory
+
+
+def build_store(settings: ServeSettings) -> FeatureStore:
+    """The feature store of the request path: short timeouts, few retries (a fallback answers after that)."""
+    return FeatureStore(settings.redis_url, settings.namespace, timeout_s=settings.redis_timeout_s,
+                        retries=settings.redis_retries)
+
+
+def build_pipeline_from_settings(settings: ServeSettings, encoder: TextEncoder | None = None,
+                                 warm: bool = True) -> RecommendPipeline:
+    """Load every arm of the active experiment and assemble the pipeline (warmed unless warm=False).
+
+    encoder: the Rechead's text encoder (default: MiniLM); tests pass a fake."""
+    experiment = settings.experiments[0]
+    for arm in experiment.arms:
+        if arm.mode == "direct":
+            engine_factory(arm)
+    store = build_store(settings)
+    engines, services, errors = _load_arms(settings, experiment.arms, store, encoder)
+    _share_direct_fallback(settings, experiment.arms, engines)
+    popularity = _popularity(settings, experiment.arms, engines, services)
+    metrics = ServingMetrics([a.name for e in settings.experiments for a in e.arms], settings.namespace)
+    pipeline = RecommendPipeline(settings, engines, services, store, metrics,
+                                 build_feedback_log(settings.feedback_log, store), popularity, errors)
+    if warm:
+        pipeline.warm()
+    return pipeline
+
+
+def _load_arms(settings: ServeSettings, arms: list[ArmSettings], store: FeatureStore,
+               encoder: TextEncoder | None) -> tuple[dict, dict, dict]:
+    """(engines, services, load errors) by arm name; arms with the same model share it."""
+    engines, services, errors, loaded = {}, {}, {}, {}
+    for arm in arms:
+        key = (arm.mode, arm.engine, arm.bundle, arm.bundle_version)
+        try:
+            if key not in loaded:
+                loaded[key] = _load_model(settings, arm, store, encoder)
+        except Exception as err:  # noqa: BLE001 - any load failure: the arm answers 503, /readyz says why
+            log.exception("arm %s: bundle %s failed to load", arm.name, arm.bundle)
+            errors[arm.name] = f"{type(err).__name__}: {err}"
+            continue
+        (engines if arm.mode == "direct" else services)[arm.name] = loaded[key]
+    return engines, services, errors
+
+
+def _load_model(settings: ServeSettings, arm: ArmSettings, store: FeatureStore,
+                encoder: TextEncoder | None) -> DirectEngine | ReasoningService:
+    if arm.mode == "direct":
+        return engine_factory(arm)(settings, arm)
+    from training.devices import resolve_device
+
+    return ReasoningService.from_bundle(settings.bundle_path(arm.bundle), store,
+                                        device=resolve_device(settings.engine.device),
+                                        expected_version=arm.bundle_version, fallback=settings.reasoning_fallback,
+                                        encoder=encoder)
+
+
+def _share_direct_fallback(settings: ServeSettings, arms: list[ArmSettings], engines: dict) -> None:
+    """Reasoning arms get the first direct arm's engine when the reasoning fallback is "direct"."""
+    donor = next((engines[a.name] for a in arms if a.mode == "direct" and a.name in engines), None)
+    if settings.reasoning_fallback != "direct" or donor is None:
+        return
+    for arm in arms:
+        if arm.mode == "reasoning":
+            engines[arm.name] = donor
+
+
+def _popularity(settings: ServeSettings, arms: list[ArmSettings], engines: dict,
+                services: dict) -> dict[str, Popularity]:
+    """Per loaded arm: popularity over its own model's catalog, counts from any configured Pop bundle."""
+    bundle_dirs = [settings.bundle_path(key) for key in settings.bundles]
+    out = {}
+    for arm in arms:
+        model = (engines if arm.mode == "direct" else services).get(arm.name)
+        catalog = getattr(model, "catalog", None)
+        if catalog is not None:
+            out[arm.name] = Popularity.from_bundles(catalog, bundle_dirs)
+    return out
