@@ -20,10 +20,10 @@ from pathlib import Path
 
 from feature_store.checkpoints import JobCheckpoints
 from feature_store.reasoner import ReasonerSettings
-from feature_store.schema import UserFeatures, decode_history, encode_history, history_sha
+from feature_store.schema import UserFeatures, decode_history, encode_history, history_sha, queue_key
 from feature_store.store import FeatureStore
 
-USER_SPECS = ("changed", "all")
+USER_SPECS = ("changed", "all", "queue")
 Batch = dict  # column name -> numpy array, as Ray Data's numpy batch format
 
 
@@ -59,16 +59,28 @@ def needs_cot(row: dict[str, str] | None) -> bool:
 
 def select_users(store: FeatureStore, spec: str) -> list[str]:
     """User ids, sorted: `changed` (history differs from the one of the cached CoT), `all` (any history),
-    or the path of a file with one user id per line."""
+    `queue` (users serving queued for a CoT, that have a history), or a file with one user id per line."""
     if spec not in USER_SPECS:
         path = Path(spec)
         if not path.is_file():
             raise ValueError(f"--users must be one of {list(USER_SPECS)} or a file of user ids; {spec!r} is neither")
         return sorted({line.strip() for line in path.read_text().splitlines() if line.strip()})
-    users = sorted(store.scan_users())
+    users = sorted(queued_users(store) if spec == "queue" else store.scan_users())
     rows = store.read(users, ("history", "cot_history_sha"))
     keep = needs_cot if spec == "changed" else (lambda row: bool(row and row.get("history")))
     return [user for user, row in zip(users, rows, strict=True) if keep(row)]
+
+
+def queued_users(store: FeatureStore) -> set[str]:
+    return store.with_retries("read the nearline queue", lambda: store.client.smembers(queue_key(store.namespace)))
+
+
+def dequeue(store: FeatureStore, users: Sequence[str]) -> None:
+    """Takes users whose CoT is now written off the queue."""
+    key = queue_key(store.namespace)
+    for start in range(0, len(users), 1000):
+        part = list(users[start:start + 1000])
+        store.with_retries("update the nearline queue", lambda p=part: store.client.srem(key, *p))
 
 
 def users_fingerprint(spec: str) -> str:
@@ -214,6 +226,8 @@ def run_job(store: FeatureStore, bundle_dir: str, job_id: str, users_spec: str, 
                          t.cot_tokens / seconds, t.unclosed / max(t.users, 1), t.empty_answers / max(t.users, 1),
                          t.written, t.stale)
     checkpoints.finish(asdict(summary))
+    if users_spec == "queue":
+        dequeue(store, [user for chunk in plan.chunks for user in chunk])
     return summary
 
 

@@ -18,7 +18,8 @@ nearline_app = typer.Typer(name="nearline", help="Nearline CoT generation into t
 
 @nearline_app.command()
 def run(bundle: Path = typer.Option(..., "--bundle", help="policy bundle trained with reasoning.enabled=true"),
-        users: str = typer.Option("changed", "--users", help="changed | all | a file of user ids, one per line"),
+        users: str = typer.Option("changed", "--users",
+                                  help="changed | all | queue (users serving queued) | a file of user ids"),
         job_id: str = typer.Option(..., "--job-id", help="rerun with the same id to resume a stopped job"),
         ray_address: str = typer.Option("", "--ray-address", help="Ray cluster address; empty: start a local Ray"),
         runner: str = typer.Option("ray", "--runner", help="ray (Ray Data + vLLM actors) | local (one process)"),
@@ -27,6 +28,7 @@ def run(bundle: Path = typer.Option(..., "--bundle", help="policy bundle trained
         actor_cpus: int = typer.Option(1, "--actor-cpus", min=1, help="CPUs (and torch threads) per actor"),
         answer_k: int = typer.Option(10, "--answer-k", min=1, max=100, help="items kept per answer"),
         max_think_tokens: int = typer.Option(0, "--max-think-tokens", min=0, help="0: the bundle's setting"),
+        rechead: Path = typer.Option(None, "--rechead", help="Rechead bundle: also cache the users' vectors"),
         url: str = URL_OPT, namespace: str = NAMESPACE_OPT,
         as_json: bool = typer.Option(False, "--json", help="print the summary as JSON")) -> None:
     """Select users, reason over them with vLLM in chunks, write Redis; resumable by --job-id."""
@@ -46,12 +48,25 @@ def run(bundle: Path = typer.Option(..., "--bundle", help="policy bundle trained
     with _store(url, namespace) as store:
         try:
             summary = run_job(store, str(bundle), job_id, users, chosen, settings)
+            vectors = cache_user_vectors(store, rechead, job_id) if rechead else None
         except (BundleError, ValueError) as err:
             _fail(str(err).splitlines()[0], code=1)
     if as_json:
-        console.print_json(json.dumps(asdict(summary)))
+        console.print_json(json.dumps(asdict(summary) | {"vectors_written": vectors}))
         return
     console.print(f"job {summary.job_id}: {summary.users} users in {summary.chunks} chunks "
                   f"({summary.chunks_skipped} already done) in {summary.seconds:.1f} s — "
                   f"{summary.users_per_s:.1f} users/s, {summary.tokens_per_s:.0f} CoT tokens/s, "
                   f"unclosed CoTs {summary.unclosed_rate:.1%}, empty answers {summary.empty_answer_rate:.1%}")
+    if vectors is not None:
+        console.print(f"user vectors cached for {vectors} users (Rechead {rechead})")
+
+
+def cache_user_vectors(store, rechead: Path, job_id: str) -> int:
+    """The Rechead's user vectors of the job's users, written next to their CoTs (the reasoning cached path)."""
+    from feature_store.checkpoints import JobCheckpoints
+    from serving.reasoning import ReasoningService
+
+    chunks = json.loads((JobCheckpoints(store, job_id).meta() or {}).get("chunks", "[]"))
+    service = ReasoningService.from_bundle(rechead, store)
+    return service.compute_user_vectors(store, [user for chunk in chunks for user in chunk])

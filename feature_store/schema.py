@@ -58,6 +58,11 @@ def schema_key(ns: str) -> str:
     return f"{ns}:schema"
 
 
+def queue_key(ns: str) -> str:
+    """The set of users that asked for reasoning with no cached CoT: `<ns>:nearline:queue` (SADD by serving)."""
+    return f"{ns}:nearline:queue"
+
+
 def encode_history(items: Sequence[str]) -> str:
     """Item ids (oldest first) as a compact JSON list."""
     return json.dumps([str(i) for i in items], separators=(",", ":"))

@@ -19,7 +19,7 @@ from collections.abc import Collection, Sequence
 
 import numpy as np
 
-from feature_store.schema import encode_vector, user_key
+from feature_store.schema import encode_vector, queue_key, user_key
 from feature_store.store import FeatureStore
 
 READ_FIELDS = ("history", "cot", "answer", "updated_at", "user_vector", "vector_version")
@@ -34,8 +34,8 @@ return 1
 
 
 def nearline_queue_key(namespace: str) -> str:
-    """The set of users waiting for a CoT: `<ns>:nearline:queue`."""
-    return f"{namespace}:nearline:queue"
+    """The set of users waiting for a CoT: `<ns>:nearline:queue` (`feature_store.schema.queue_key`)."""
+    return queue_key(namespace)
 
 
 class UserVectorStore:

@@ -128,3 +128,15 @@ def test_a_runner_that_stops_early_is_reported_not_finished(store):
     assert not JobCheckpoints(store, "j1").finished()
     again = run(store)  # the first batch finished no chunk: every user is redone, the 2 written rows are no-ops
     assert (again.users, again.written, again.stale) == (10, 8, 2)
+
+
+@pytest.mark.timeout(20)
+def test_the_queue_spec_takes_the_users_serving_queued_and_empties_the_queue(store):
+    from feature_store.schema import queue_key
+
+    load_users(store)
+    store.client.sadd(queue_key("t"), "u02", "u07", "ghost")  # ghost has no history: nothing to reason on
+    assert select_users(store, "queue") == ["u02", "u07"]
+    summary = run(store, users="queue")
+    assert summary.users == 2 and set(contents(store)) >= {"u02", "u07"}
+    assert store.client.smembers(queue_key("t")) == {"ghost"}
