@@ -5,6 +5,9 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell sha256sum pyproject.toml | cut -c1-12)
 DEMO_USER ?= 1
+DEMO_REASONING ?= name=reasoning reasoning.enabled=true reasoning.max_reasoning_samples=500 reasoning.epochs=1 \
+  reasoning.valid_mode=direct reasoning.valid_samples=300 sft.valid_samples=300
+DEMO_RECHEAD ?= rechead.name=rechead_demo rechead.train_samples=1000 rechead.valid_samples=300
 export HF_HUB_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 
@@ -25,13 +28,18 @@ $(STAMP): pyproject.toml | $(BIN)/python
 
 install: $(STAMP)
 
-demo: install
+demo: install redis-server
 	$(BIN)/reasonrec data fetch
 	$(BIN)/reasonrec data split
 	$(BIN)/reasonrec train sft --config default
 	$(BIN)/reasonrec eval --bundle runs/sft/bundle --config default
 	$(BIN)/reasonrec recommend --bundle runs/sft/bundle --user $(DEMO_USER)
 	$(BIN)/reasonrec recommend --bundle runs/sft/bundle --history 50,172,181 -k 5
+	# reasoning mode, lean: a reasoning-SFT policy writes CoTs nearline, the Rechead reads them online
+	$(BIN)/reasonrec train sft --config default $(DEMO_REASONING)
+	$(BIN)/reasonrec train rechead --config default $(DEMO_RECHEAD)
+	$(BIN)/python -m serving.demo --policy runs/sft/bundle --reasoning-policy runs/reasoning/bundle \
+	  --rechead runs/rechead_demo-ml-100k-temporal/bundle
 
 # Redis for the feature-store and serving integration tests (the tests start their own server on a free port).
 redis-server:
