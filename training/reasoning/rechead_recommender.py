@@ -89,7 +89,17 @@ def save_rechead_files(root: Path, model: Rechead, catalog: Catalog) -> None:
     config = {"hparams": model.hparams, "catalog_sha256": catalog_fingerprint(catalog)}
     (folder / "config.json").write_text(json.dumps(config, indent=2))
     torch.save({k: v.detach().cpu() for k, v in model.state_dict().items()}, folder / "model.pt")
-    np.save(Path(root) / ITEM_EMBEDDINGS, model.item_matrix().numpy().astype(np.float32))
+    matrix = model.item_matrix().numpy().astype(np.float32)
+    np.save(Path(root) / ITEM_EMBEDDINGS, matrix)
+    save_item_index(root, catalog, matrix)
+
+
+def save_item_index(root: Path, catalog: Catalog, matrix: np.ndarray) -> None:
+    """The FAISS index over the item embeddings, shipped in the bundle (`faiss_index/`, what the reasoning
+    service loads; kind `auto`: exact below 50k items, IVF above)."""
+    from serving.retrieval import ItemIndex
+
+    ItemIndex.build(list(catalog.item_ids), matrix).save(Path(root) / "faiss_index")
 
 
 def load_rechead_model(root: Path, catalog: Catalog, device: str = "cpu") -> Rechead:

@@ -84,6 +84,11 @@ def test_bundle_holds_the_model_the_item_matrix_and_the_feature_recipe(trained):
     assert matrix.dtype == np.float32 and matrix.shape == (len(catalog), 16) and matrix.flags.c_contiguous
     rec = load_recommender(bundle, "cpu")
     assert np.array_equal(rec.item_matrix, rec.model.item_matrix().numpy())
+    from serving.retrieval import ItemIndex
+
+    index = ItemIndex.load(bundle / "faiss_index")  # shipped for the reasoning service: exact top-5 of item 0
+    top = [item for item, _ in index.search(matrix[:1], 5)[0]]
+    assert top == [catalog.item_ids[i] for i in np.argsort(-(matrix @ matrix[0]), kind="stable")[:5]]
 
 
 @pytest.mark.timeout(60)
