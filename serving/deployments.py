@@ -8,12 +8,15 @@ out with `num_replicas` (each replica loads its own models).
 Hot reload without dropping requests: the replica's ASGI callable forwards to the *current* FastAPI app;
 `reload()` builds a new pipeline first and swaps only if every arm loaded, so a bad bundle leaves the old
 pipeline serving. Requests already inside the old app finish on it; it is closed after `DRAIN_S`.
-Reload by `POST /admin/reload` (loopback clients only) or by a new `user_config` (Ray calls `reconfigure`).
+Reload by `POST /admin/reload` or by a new `user_config` (Ray calls `reconfigure`). The admin call needs
+`Authorization: Bearer $REASONREC_ADMIN_TOKEN` when that variable is set in the replica, else it is accepted from
+loopback clients only; the token is compared in constant time and never logged.
 """
 
 from __future__ import annotations
 
 import asyncio
+import hmac
 import json
 import logging
 import os
@@ -25,6 +28,8 @@ from serving.settings import ServeSettings
 
 log = logging.getLogger(__name__)
 DRAIN_S = 30.0
+ADMIN_TOKEN_ENV = "REASONREC_ADMIN_TOKEN"
+LOOPBACK = ("127.0.0.1", "::1", "localhost")
 RELOAD_PATH = "/admin/reload"
 REPLICA_ENV = {"VLLM_ENABLE_V1_MULTIPROCESSING": "0", "VLLM_CPU_KVCACHE_SPACE": "1", "VLLM_HOST_IP": "127.0.0.1",
                "VLLM_NO_USAGE_STATS": "1", "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
@@ -86,14 +91,28 @@ class RecommendIngress:
             log.error("reload refused, the old bundles keep serving: %s", result["errors"])
 
     async def _admin_reload(self, scope, receive, send) -> None:
-        client = (scope.get("client") or ("", 0))[0]
+        refusal = admin_refusal(scope, os.environ.get(ADMIN_TOKEN_ENV, ""))
         if scope["method"] != "POST":
             await _reply(send, 405, {"detail": "use POST"})
-        elif client not in ("127.0.0.1", "::1", "localhost"):
-            await _reply(send, 403, {"detail": "reload is allowed from loopback only"})
+        elif refusal:
+            await _reply(send, refusal[0], {"detail": refusal[1]})
         else:
             result = await self.reload()
             await _reply(send, 200 if result["reloaded"] else 409, result)
+
+
+def admin_refusal(scope: dict, token: str) -> tuple[int, str] | None:
+    """(status, reason) when an admin call must be refused, None when it may go on."""
+    if token:
+        headers = dict(scope.get("headers") or [])
+        given = headers.get(b"authorization", b"").decode("latin-1")
+        if not hmac.compare_digest(given.encode(), f"Bearer {token}".encode()):
+            return 401, "admin calls need 'Authorization: Bearer <REASONREC_ADMIN_TOKEN>'"
+        return None
+    client = (scope.get("client") or ("", 0))[0]
+    if client not in LOOPBACK:
+        return 403, f"admin calls are allowed from loopback only (or set {ADMIN_TOKEN_ENV} in the service)"
+    return None
 
 
 async def _reply(send, status: int, body: dict) -> None:
