@@ -204,12 +204,12 @@ def run_job(store: FeatureStore, bundle_dir: str, job_id: str, users_spec: str, 
 
     model_version: written with every CoT; None reads the bundle's version (and checks it is a reasoning bundle).
     """
-    from feature_store.reasoner import PolicyPrompter
+    from feature_store.reasoner import model_version_of
 
     settings = settings or NearlineSettings()
     start = time.perf_counter()
     store.ensure_schema()
-    version = model_version or PolicyPrompter.version_of(Path(bundle_dir))
+    version = model_version or model_version_of(str(bundle_dir), settings.reasoner)
     plan = plan_job(store, job_id, version, users_spec, settings)
     checkpoints = JobCheckpoints(store, job_id)
     done = checkpoints.done()
@@ -247,9 +247,9 @@ def local_runner(bundle_dir: str, settings: NearlineSettings, rows: list[dict[st
     """In-process runner (no Ray): one engine, one chunk-sized batch at a time."""
     import numpy as np
 
-    from feature_store.reasoner import NearlineReasoner
+    from feature_store.reasoner import build_reasoner, reason_batch
 
-    reasoner = NearlineReasoner(bundle_dir, settings.reasoner)
+    reasoner = build_reasoner(bundle_dir, settings.reasoner)
     for start in range(0, len(rows), settings.chunk_size):
         part = rows[start:start + settings.chunk_size]
-        yield reasoner({key: np.array([r[key] for r in part], dtype=object) for key in part[0]})
+        yield reason_batch(reasoner, {key: np.array([r[key] for r in part], dtype=object) for key in part[0]})

@@ -17,7 +17,11 @@ nearline_app = typer.Typer(name="nearline", help="Nearline CoT generation into t
 
 
 @nearline_app.command()
-def run(bundle: Path = typer.Option(..., "--bundle", help="policy bundle trained with reasoning.enabled=true"),
+def run(bundle: Path = typer.Option(..., "--bundle", help="policy bundle trained with reasoning.enabled=true, "
+                                    "or an HF chat LLM folder (with --catalog-bundle)"),
+        catalog_bundle: Path = typer.Option(None, "--catalog-bundle",
+                                            help="with an LLM folder as --bundle: the bundle whose catalog it "
+                                                 "recommends from (e.g. runs/sft/bundle)"),
         users: str = typer.Option("changed", "--users",
                                   help="changed | all | queue (users serving queued) | a file of user ids"),
         job_id: str = typer.Option(..., "--job-id", help="rerun with the same id to resume a stopped job"),
@@ -36,9 +40,14 @@ def run(bundle: Path = typer.Option(..., "--bundle", help="policy bundle trained
 
     if runner not in ("ray", "local"):
         _fail(f"--runner must be ray or local, got {runner!r}", code=1)
-    if not (bundle / "manifest.json").is_file():
-        _fail(f"no bundle at {bundle} (manifest.json missing)", code=1)
-    settings = NearlineSettings(chunk_size, pool_size, ReasonerSettings(answer_k, max_think_tokens or None))
+    marker = "config.json" if catalog_bundle else "manifest.json"
+    if not (bundle / marker).is_file():
+        what = "LLM folder" if catalog_bundle else "bundle"
+        _fail(f"no {what} at {bundle} ({marker} missing)", code=1)
+    if catalog_bundle and not (catalog_bundle / "catalog.json").is_file():
+        _fail(f"no bundle catalog at {catalog_bundle} (catalog.json missing)", code=1)
+    settings = NearlineSettings(chunk_size, pool_size, ReasonerSettings(
+        answer_k, max_think_tokens or None, catalog_bundle=str(catalog_bundle) if catalog_bundle else None))
     if runner == "ray":
         from feature_store.nearline_ray import ray_runner
 

@@ -11,7 +11,7 @@ import os
 from collections.abc import Iterator
 
 from feature_store.nearline import Batch, NearlineSettings
-from feature_store.reasoner import NearlineReasoner, ReasonerSettings
+from feature_store.reasoner import ReasonerActor, ReasonerSettings
 
 ACTOR_ENV = {"VLLM_ENABLE_V1_MULTIPROCESSING": "0", "VLLM_CPU_KVCACHE_SPACE": "1", "VLLM_HOST_IP": "127.0.0.1",
              "VLLM_NO_USAGE_STATS": "1", "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
@@ -36,7 +36,8 @@ def actor_settings(settings: NearlineSettings, actor_cpus: int) -> ReasonerSetti
     (vLLM's CPU attention checks that its OpenMP thread count did not change since start-up)."""
     reasoner = settings.reasoner
     threads = reasoner.threads or actor_cpus
-    return ReasonerSettings(reasoner.answer_k, reasoner.max_think_tokens, threads, reasoner.dtype)
+    return ReasonerSettings(reasoner.answer_k, reasoner.max_think_tokens, threads, reasoner.dtype,
+                            reasoner.catalog_bundle)
 
 
 def ray_runner(address: str | None = None, actor_cpus: int = 1):
@@ -50,8 +51,8 @@ def ray_runner(address: str | None = None, actor_cpus: int = 1):
         context.enable_progress_bars = False
         dataset = ray.data.from_items(rows, override_num_blocks=max(1, len(rows) // settings.chunk_size))
         reasoned = dataset.map_batches(
-            NearlineReasoner, batch_size=settings.chunk_size, batch_format="numpy",
-            fn_constructor_kwargs={"bundle_dir": str(bundle_dir), "settings": actor_settings(settings, actor_cpus)},
+            ReasonerActor, batch_size=settings.chunk_size, batch_format="numpy",
+            fn_constructor_kwargs={"model": str(bundle_dir), "settings": actor_settings(settings, actor_cpus)},
             compute=ray.data.ActorPoolStrategy(size=settings.pool_size), num_cpus=actor_cpus,
             runtime_env={"env_vars": {**ACTOR_ENV, "OMP_NUM_THREADS": str(actor_cpus)}})
         yield from reasoned.iter_batches(batch_size=None, batch_format="numpy")

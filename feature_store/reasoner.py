@@ -9,8 +9,8 @@ and cached for the online Rechead. Decoding follows the bundle's reasoning mode
 2. prompt + `<think>` CoT `</think><answer>` -> the top `answer_k` items by exact log P through the item
    trie (`VLLMTrieEngine.top_items`), the user's seen items excluded, so every answer is a catalog item.
 
-Everything here is plain Python: `NearlineReasoner.__call__` is the batch function that the Ray Data
-shell (`nearline_ray.py`) runs inside a stateful actor, and that tests call directly.
+Everything here is plain Python: `ReasonerActor` is the batch function that the Ray Data shell
+(`nearline_ray.py`) runs inside a stateful actor; `reason_batch` is what it and the local runner call.
 """
 
 from __future__ import annotations
@@ -36,6 +36,7 @@ class ReasonerSettings:
     max_think_tokens: int | None = None  # None: the bundle's generation.reasoning.max_think_tokens
     threads: int = 0  # 0: leave torch's default
     dtype: str = "float32"
+    catalog_bundle: str | None = None  # set: the model is an HF chat LLM folder, items from this bundle's catalog
 
 
 @dataclass(frozen=True)
@@ -149,13 +150,44 @@ class NearlineReasoner:
             rows.append((tokens, out.outputs[0].finish_reason == "stop"))
         return rows
 
+
+
+def build_reasoner(model: str, settings: ReasonerSettings):
+    """A reasoning-SFT policy bundle (`NearlineReasoner`), or an HF chat LLM folder when
+    `settings.catalog_bundle` is set (`TextLLMReasoner`)."""
+    if settings.catalog_bundle:
+        from feature_store.reasoner_text import TextLLMReasoner
+
+        return TextLLMReasoner(model, settings.catalog_bundle, settings)
+    return NearlineReasoner(model, settings)
+
+
+def model_version_of(model: str, settings: ReasonerSettings) -> str:
+    """What the job writes as `model_version`: the bundle version, or the LLM folder's fingerprint."""
+    if settings.catalog_bundle:
+        from feature_store.reasoner_text import text_model_version
+
+        return text_model_version(Path(model))
+    return PolicyPrompter.version_of(Path(model))
+
+
+def reason_batch(reasoner, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """Batch (columns user_id, history JSON, chunk_id, ...) -> the same rows plus cot, answer (JSON list),
+    closed, cot_tokens."""
+    users = [str(u) for u in batch["user_id"]]
+    reasoned = reasoner.reason(users, [decode_history(str(h)) for h in batch["history"]])
+    return {**batch,
+            "cot": np.array([r.cot for r in reasoned], dtype=object),
+            "answer": np.array([json.dumps(list(r.answer)) for r in reasoned], dtype=object),
+            "closed": np.array([r.closed for r in reasoned]),
+            "cot_tokens": np.array([r.cot_tokens for r in reasoned], dtype=np.int64)}
+
+
+class ReasonerActor:
+    """The stateful batch function Ray Data runs in an actor: builds the reasoner once, then reasons batches."""
+
+    def __init__(self, model: str, settings: ReasonerSettings):
+        self.reasoner = build_reasoner(model, settings)
+
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        """Ray Data batch (columns user_id, history JSON, chunk_id, ...) -> the same rows plus cot, answer
-        (JSON list), closed, cot_tokens."""
-        users = [str(u) for u in batch["user_id"]]
-        reasoned = self.reason(users, [decode_history(str(h)) for h in batch["history"]])
-        return {**batch,
-                "cot": np.array([r.cot for r in reasoned], dtype=object),
-                "answer": np.array([json.dumps(list(r.answer)) for r in reasoned], dtype=object),
-                "closed": np.array([r.closed for r in reasoned]),
-                "cot_tokens": np.array([r.cot_tokens for r in reasoned], dtype=np.int64)}
+        return reason_batch(self.reasoner, batch)

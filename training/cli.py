@@ -20,6 +20,7 @@ from rich.console import Console
 
 from feature_store.cli import store_app
 from feature_store.nearline_cli import nearline_app
+from serving.abtest.cli import ab_app
 from serving.cli import serve_command
 from training.cli_output import print_metrics, print_recommendations
 
@@ -40,6 +41,7 @@ app.add_typer(models_app, name="models")
 app.add_typer(store_app, name="store")
 app.add_typer(nearline_app, name="nearline")
 app.command("serve")(serve_command)
+app.add_typer(ab_app, name="ab")
 _PIPE = not sys.stdout.isatty()
 console = Console(soft_wrap=_PIPE, width=200 if _PIPE else None)
 err_console = Console(stderr=True, soft_wrap=True)
