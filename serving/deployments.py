@@ -68,11 +68,20 @@ class RecommendIngress:
         """Load `settings` (default: the current ones, re-reading every bundle); swap only if all arms load."""
         async with self._reloading:
             settings = settings or self.settings
-            pipeline, app = await asyncio.to_thread(_build, settings)
+            try:
+                pipeline, app = await asyncio.to_thread(_build, settings)
+            except Exception as err:  # noqa: BLE001 - e.g. an unwritable feedback log: refused, not a 500
+                log.exception("reload failed, the old pipeline keeps serving")
+                return {"reloaded": False, "errors": {"pipeline": f"{type(err).__name__}: {err}"}}
             if pipeline.load_errors:
                 pipeline.close()
                 return {"reloaded": False, "errors": pipeline.load_errors}
-            await pipeline.warm_async()
+            try:
+                await pipeline.warm_async()
+            except Exception as err:  # noqa: BLE001 - a model that cannot answer its warm-up is not swapped in
+                log.exception("reload: warm-up failed, the old pipeline keeps serving")
+                pipeline.close()
+                return {"reloaded": False, "errors": {"warm-up": f"{type(err).__name__}: {err}"}}
             old = self.pipeline
             self.settings, self.pipeline, self.current_app = settings, pipeline, app
             asyncio.get_running_loop().call_later(DRAIN_S, old.close)
