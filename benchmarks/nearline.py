@@ -178,8 +178,27 @@ def main() -> None:
             rows += redis_rows(server.url)
     if "faiss" not in args.skip:
         rows += faiss_rows(args.faiss_sizes)
+    rows = carried_rows(args.skip) + rows
     write_report("nearline", rows, "python -m " + " ".join(["benchmarks.nearline", *sys.argv[1:]]),
                  plot_metric=None)
+
+
+SECTION_PREFIXES = {"generation": ("raw_vllm", "nearline"), "redis": ("redis_",), "faiss": ("faiss_", "trie_")}
+
+
+def carried_rows(skipped: list[str], path: Path = Path("reports/nearline.json")) -> list[dict]:
+    """Rows of the skipped sections from the existing report, each noting the run it came from, so sections
+    can be measured one at a time and still land in one report."""
+    if not path.is_file():
+        return []
+    old = json.loads(path.read_text())
+    prefixes = tuple(p for section in skipped for p in SECTION_PREFIXES[section])
+    rows = []
+    for row in old["rows"]:
+        if prefixes and row["name"].startswith(prefixes):
+            origin = row.get("from_run") or f"{old['command']} (commit {old['git_commit']}, {old['created_at']})"
+            rows.append({**row, "from_run": origin})
+    return rows
 
 
 if __name__ == "__main__":

@@ -31,6 +31,11 @@ def text_model_version(model_dir: Path) -> str:
     return f"llm:{Path(model_dir).name}:{digest.hexdigest()[:12]}"
 
 
+def first_line(text: str) -> str:
+    """The first non-empty line of an answer (a model may open `<answer>` with a newline)."""
+    return next((line.strip() for line in text.splitlines() if line.strip()), "")
+
+
 class TextLLMReasoner:
     """Stateful batch function over a chat LLM folder; items come from the catalog of `catalog_bundle`."""
 
@@ -70,11 +75,11 @@ class TextLLMReasoner:
         think = SamplingParams(temperature=0.0, max_tokens=self.max_think, stop=[THINK_END, ANSWER])
         thoughts = [out.outputs[0] for out in self.llm.generate(prompts, think, use_tqdm=False)]
         closed = [f"{p}{t.text}{THINK_END}\n{ANSWER}" for p, t in zip(prompts, thoughts, strict=True)]
-        answer = SamplingParams(temperature=0.0, max_tokens=ANSWER_TOKENS, stop=[ANSWER_END, "\n"])
+        answer = SamplingParams(temperature=0.0, max_tokens=ANSWER_TOKENS, stop=[ANSWER_END])
         answers = [out.outputs[0].text for out in self.llm.generate(closed, answer, use_tqdm=False)]
         rows = []
         for user, history, thought, text in zip(user_ids, histories, thoughts, answers, strict=True):
-            item = self.resolve(text.strip())
+            item = self.resolve(first_line(text))
             kept = (item,) if item is not None and item not in set(history) else ()
             rows.append(ReasonedUser(user, thought.text.strip(), kept, thought.finish_reason == "stop",
                                      len(thought.token_ids)))
