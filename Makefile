@@ -6,8 +6,8 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell sha256sum pyproject.toml | cut -c1-12)
 DEMO_USER ?= 1
 DEMO_REASONING ?= name=reasoning reasoning.enabled=true reasoning.max_reasoning_samples=500 reasoning.epochs=1 \
-  reasoning.valid_mode=direct reasoning.valid_samples=300 sft.valid_samples=300
-DEMO_RECHEAD ?= rechead.name=rechead_demo rechead.train_samples=1000 rechead.valid_samples=300
+  reasoning.valid_mode=direct reasoning.valid_samples=300 sft.valid_samples=300 eval.test_samples=300
+DEMO_RECHEAD ?= rechead.name=rechead_demo rechead.train_samples=1000 rechead.valid_samples=300 eval.test_samples=300
 export HF_HUB_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 
