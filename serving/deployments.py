@@ -154,10 +154,26 @@ def start(settings: ServeSettings, num_cpus: int | None = None, num_replicas: in
         address = os.environ.get("RAY_ADDRESS")
         ray.init(address=address, num_cpus=None if address else num_cpus, include_dashboard=False,
                  log_to_driver=False, **({} if address else {"_node_ip_address": "127.0.0.1"}))
-    serve.start(http_options={"host": settings.host, "port": settings.port})
+    _start_proxy(settings)
     serve.run(build_application(settings, num_replicas, replica_cpus), name="reasonrec", route_prefix="/",
               blocking=blocking)
     return f"http://{settings.host}:{settings.port}"
+
+
+def _start_proxy(settings: ServeSettings, attempts: int = 3) -> None:
+    """serve.start, retried: on a loaded machine the HTTP proxy can miss Serve's start-up timeout, and Serve then
+    kills it (ActorDiedError) although a second try succeeds."""
+    from ray.exceptions import ActorDiedError, GetTimeoutError
+
+    for attempt in range(1, attempts + 1):
+        try:
+            serve.start(http_options={"host": settings.host, "port": settings.port})
+            return
+        except (ActorDiedError, GetTimeoutError):
+            if attempt == attempts:
+                raise
+            log.warning("Serve's HTTP proxy did not start (attempt %d of %d); retrying", attempt, attempts)
+            serve.shutdown()
 
 
 def stop() -> None:
