@@ -82,7 +82,7 @@ def nearline_command(bundle, url: str, namespace: str) -> list[str]:
             "--users", "all", "--chunk-size", "8", "--url", url, "--namespace", namespace, "--runner", "ray"]
 
 
-@pytest.mark.timeout(420)
+@pytest.mark.timeout(720)
 def test_a_ray_job_killed_mid_run_resumes_to_the_contents_of_an_uninterrupted_run(bundle, redis_url):
     reference, killed = FeatureStore(redis_url, namespace="ref"), FeatureStore(redis_url, namespace="killed")
     load_users(reference, 120)
@@ -90,12 +90,15 @@ def test_a_ray_job_killed_mid_run_resumes_to_the_contents_of_an_uninterrupted_ru
     run_job(reference, str(bundle), "nightly", "all", local_runner, NearlineSettings(chunk_size=8), progress=False)
 
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    process = subprocess.Popen(nearline_command(bundle, redis_url, "killed"), env=env, start_new_session=True,
-                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     checkpoints = JobCheckpoints(killed, "nightly")
-    deadline = time.monotonic() + 240
-    while len(checkpoints.done()) < 2 and process.poll() is None and time.monotonic() < deadline:
-        time.sleep(0.05)
+    for _ in range(2):  # a second start only when Ray itself failed to come up (an overloaded machine)
+        process = subprocess.Popen(nearline_command(bundle, redis_url, "killed"), env=env, start_new_session=True,
+                                   stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        deadline = time.monotonic() + 240
+        while len(checkpoints.done()) < 2 and process.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.05)
+        if checkpoints.done() or process.poll() is None:
+            break
     os.killpg(process.pid, signal.SIGKILL)  # the driver and everything Ray started in its process group
     process.wait(timeout=30)
     done_when_killed = checkpoints.done()

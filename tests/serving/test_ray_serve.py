@@ -313,7 +313,7 @@ async def reload_under_load(url: str, workers: int = 20) -> tuple[httpx.Response
     bodies = [({"user_id": stack.COT_USER, "k": 3}, "reasoning"), ({"user_id": stack.COLD_USER, "k": 3}, "direct"),
               ({"user_id": stack.COLD_USER, "k": 3}, "direct_vllm")]
 
-    async with httpx.AsyncClient(base_url=url, timeout=120,
+    async with httpx.AsyncClient(base_url=url, timeout=300,  # a reload starts a second vLLM: minutes when loaded
                                  limits=httpx.Limits(max_connections=workers + 1)) as client:
         async def worker(i: int) -> None:
             # Workers 0 and 1 drive the engines one request at a time (their queue holds 2); the rest never
@@ -335,7 +335,7 @@ async def reload_under_load(url: str, workers: int = 20) -> tuple[httpx.Response
     return reload, statuses
 
 
-@budget(180)
+@budget(480)
 def test_hot_reload_drops_no_request_and_refuses_a_broken_bundle(served):
     reload, statuses = asyncio.run(reload_under_load(served.url))
     assert reload.status_code == 200, reload.text
@@ -344,13 +344,13 @@ def test_hot_reload_drops_no_request_and_refuses_a_broken_bundle(served):
     assert len(statuses) >= 20 and set(statuses) == {200}, Counter(statuses)
     assert served.http.get("/readyz").status_code == 200
     (served.bundles.sft_vllm / "manifest.json").unlink()  # the vLLM arm's bundle breaks on disk
-    refused = served.http.post("/admin/reload", timeout=120)
+    refused = served.http.post("/admin/reload", timeout=300)
     assert refused.status_code == 409, refused.text
     assert refused.json()["reloaded"] is False and "direct_vllm" in refused.json()["errors"]
     kept = served.feedback_log.rename(served.feedback_log.with_suffix(".kept"))
     served.feedback_log.mkdir()  # the feedback log cannot be opened: the new pipeline fails to build
     try:
-        failed = served.http.post("/admin/reload", timeout=120)
+        failed = served.http.post("/admin/reload", timeout=300)
     finally:
         served.feedback_log.rmdir()
         kept.rename(served.feedback_log)

@@ -36,7 +36,7 @@ def _recommend(bundle, *args):
 
 
 @pytest.mark.slow
-@pytest.mark.timeout(60)
+@pytest.mark.timeout(240)  # the module fixture trains two tiny bundles
 def test_train_sft_with_reasoning_records_it_in_the_manifest(bundles):
     root, overrides, bundle, direct = bundles
     manifest = json.loads((bundle / "manifest.json").read_text())
@@ -55,7 +55,7 @@ def test_train_sft_with_reasoning_records_it_in_the_manifest(bundles):
 
 
 @pytest.mark.slow
-@pytest.mark.timeout(60)
+@pytest.mark.timeout(240)  # the module fixture trains two tiny bundles
 def test_recommend_in_reasoning_mode_prints_the_cot_the_answer_and_k_items(bundles):
     _, _, bundle, _ = bundles
     result = _recommend(bundle, "-k", "3", "--mode", "reasoning")
@@ -70,7 +70,7 @@ def test_recommend_in_reasoning_mode_prints_the_cot_the_answer_and_k_items(bundl
 
 
 @pytest.mark.slow
-@pytest.mark.timeout(60)
+@pytest.mark.timeout(240)  # the module fixture trains two tiny bundles
 def test_pass_k_samples_k_cots_whose_answers_head_the_ranking(bundles):
     _, _, bundle, _ = bundles
     result = _recommend(bundle, "-k", "5", "--mode", "reasoning", "--pass-k", "3", "--json")
@@ -82,7 +82,7 @@ def test_pass_k_samples_k_cots_whose_answers_head_the_ranking(bundles):
 
 
 @pytest.mark.slow
-@pytest.mark.timeout(60)
+@pytest.mark.timeout(240)  # the module fixture trains two tiny bundles
 def test_a_reasoning_bundle_still_answers_in_direct_mode_without_reasoning_code(bundles):
     _, _, bundle, _ = bundles
     doc = json.loads(_recommend(bundle, "-k", "3", "--json").stdout)
@@ -94,7 +94,7 @@ def test_a_reasoning_bundle_still_answers_in_direct_mode_without_reasoning_code(
 
 
 @pytest.mark.slow
-@pytest.mark.timeout(60)
+@pytest.mark.timeout(240)  # the module fixture trains two tiny bundles
 def test_reasoning_mode_on_a_direct_bundle_is_a_one_line_error(bundles):
     _, _, _, direct = bundles
     result = _recommend(direct, "--mode", "reasoning")
@@ -107,7 +107,7 @@ def test_reasoning_mode_on_a_direct_bundle_is_a_one_line_error(bundles):
 
 
 @pytest.mark.slow
-@pytest.mark.timeout(60)
+@pytest.mark.timeout(240)  # the module fixture trains two tiny bundles
 def test_eval_in_reasoning_mode_reports_pass_at_k_and_keeps_direct_metrics_apart(bundles):
     _, overrides, bundle, _ = bundles
     args = [*overrides, *REASONING]
