@@ -3,12 +3,10 @@
 
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
 
-import numpy as np
-
 from tests.conftest import make_tiny_dataset, make_tiny_policy
+from tests.hash_encoder import HashEncoder
 from training.bundle import write_bundle
 from training.catalog import Catalog
 from training.models.text_encoder import EMBED_DIM, MODEL_NAME
@@ -18,17 +16,6 @@ POLICY_GENERATION = {"identifier_scheme": "sid", "prompt_layout": PROMPT_LAYOUT_
                      "beam_width": 4, "backend": "batched", "max_prompt_tokens": 480}
 
 
-class HashEncoder:
-    """384-d vectors seeded by each text's sha256: the same text always gives the same vector. Counts texts."""
-
-    def __init__(self) -> None:
-        self.texts_seen = 0
-
-    def encode(self, sentences, **kwargs):
-        self.texts_seen += len(sentences)
-        rows = [np.random.default_rng(int.from_bytes(hashlib.sha256(s.encode()).digest()[:8], "little"))
-                .standard_normal(EMBED_DIM) for s in sentences]
-        return np.stack(rows).astype(np.float32)
 
 
 def tiny_catalog() -> Catalog:

@@ -6,6 +6,7 @@ import pytest
 
 from tests import redis_server as servers
 from tests.serving.bundles import HashEncoder, write_policy_bundle, write_rechead_bundle
+from tests.serving.fakes import make_settings, make_store
 
 redis_server = servers.redis_server  # session fixture: one redis-server for the run
 redis_url = servers.redis_url  # function fixture: an emptied database per test
@@ -33,3 +34,15 @@ def policy_bundle(tmp_path_factory):
         return write_policy_bundle(tmp_path_factory.mktemp("policy") / "bundle")
     finally:
         torch.set_num_threads(threads)
+
+
+@pytest.fixture
+def settings(redis_url, tmp_path):
+    """Serve settings over this test's Redis database (test_reasoning and others define their own)."""
+    return make_settings(redis_url, tmp_path)
+
+
+@pytest.fixture
+def store(settings):
+    with make_store(settings) as s:
+        yield s

@@ -28,16 +28,6 @@ pytestmark = [pytest.mark.integration, pytest.mark.timeout(30), pytest.mark.usef
 COT = "<think>Two comedies in a row.</think>"
 
 
-@pytest.fixture
-def settings(redis_url, tmp_path):
-    return make_settings(redis_url, tmp_path)
-
-
-@pytest.fixture
-def store(settings):
-    with make_store(settings) as s:
-        yield s
-
 
 def serve(settings, store, rechead_bundle, hash_encoder, **options):
     pipeline = make_pipeline(settings, store, make_service(rechead_bundle, store, hash_encoder), **options)

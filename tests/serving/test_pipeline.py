@@ -33,16 +33,6 @@ pytestmark = [pytest.mark.integration, pytest.mark.timeout(30), pytest.mark.usef
 COT = "<think>Recent picks lean to comedies.</think>"
 
 
-@pytest.fixture
-def settings(redis_url, tmp_path):
-    return make_settings(redis_url, tmp_path)
-
-
-@pytest.fixture
-def store(settings):
-    with make_store(settings) as s:
-        yield s
-
 
 @pytest.fixture
 def pipeline(settings, store, rechead_bundle, hash_encoder):
