@@ -11,7 +11,7 @@ DEMO_RECHEAD ?= rechead.name=rechead_demo rechead.train_samples=1000 rechead.val
 export HF_HUB_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: install demo test lint clean-runs redis-server
+.PHONY: install demo test lint clean-runs redis-server chromium
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -47,11 +47,17 @@ redis-server:
 	  if [ "$$(id -u)" = 0 ]; then SUDO=""; else SUDO="sudo"; fi; \
 	  $$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq redis-server; }
 
-test: install redis-server
+# Headless chromium for the /ui page's browser test (Playwright drives the system browser; nothing is downloaded).
+chromium:
+	@command -v chromium >/dev/null || { \
+	  if [ "$$(id -u)" = 0 ]; then SUDO=""; else SUDO="sudo"; fi; \
+	  $$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq chromium; }
+
+test: install redis-server chromium
 	$(BIN)/python -m pytest -q
 
 lint: install
-	$(BIN)/ruff check training serving feature_store tests benchmarks
+	$(BIN)/ruff check training serving feature_store tests benchmarks loadtests deploy
 
 clean-runs:
 	rm -rf runs

@@ -8,6 +8,7 @@
                          warm, Redis unreachable)
     GET  /metrics        Prometheus text
     GET  /docs           OpenAPI UI (/openapi.json)
+    GET  /ui             the page: a user's history, both modes side by side, per-arm panel (serving/ui/)
 
 Errors always carry `{"detail": "<one line>"}`: request validation errors and malformed JSON -> 422 (a pydantic
 error raised inside the pipeline is a bug, not the client's fault, so it is a 500); ServingError -> its
@@ -40,6 +41,7 @@ from serving.schemas import (
     RecommendRequest,
     RecommendResponse,
 )
+from serving.ui.routes import add_ui
 
 __all__ = ["ENGINE_FACTORIES", "build_app", "build_pipeline_from_settings"]
 MAX_FEEDBACK_EVENTS = 1000
@@ -56,6 +58,8 @@ def build_app(pipeline: RecommendPipeline) -> FastAPI:
     _add_error_handlers(app)
     _add_metrics_middleware(app, pipeline)
     _add_routes(app, pipeline)
+    if pipeline.settings.ui.enabled:
+        add_ui(app, pipeline)
     return app
 
 

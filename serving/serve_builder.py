@@ -7,9 +7,9 @@ A Serve config names it as `import_path: serving.serve_builder:app_builder`; its
     base_dir: /app                    where relative paths resolve (default: $REASONREC_HOME, else the cwd)
     num_replicas: 1, num_cpus: 1      defaults of the deployment; the config's `deployments:` section wins
 
-Relative bundle paths and a JSONL feedback log are made absolute against `base_dir` here, so replicas do
-not depend on the working directory Ray gives them. REASONREC_REDIS_URL (environment of the process that
-runs the builder) overrides `redis_url`, as everywhere. Ray itself is imported only by `build_application`.
+Relative bundle paths, a JSONL feedback log and the page's split folder are made absolute against `base_dir`
+here, so replicas do not depend on the working directory Ray gives them. REASONREC_REDIS_URL (environment of the
+process that runs the builder) overrides `redis_url`, as everywhere. Ray itself is imported only by `build_application`.
 """
 
 from __future__ import annotations
@@ -39,6 +39,8 @@ def load_settings(args: dict[str, Any]):
     raw["bundles"] = {key: _under(base, path) for key, path in settings.bundles.items()}
     if settings.feedback_log != "redis":
         raw["feedback_log"] = _under(base, settings.feedback_log)
+    if settings.ui.split_dir:
+        raw["ui"]["split_dir"] = _under(base, settings.ui.split_dir)
     return ServeSettings.model_validate(raw)
 
 

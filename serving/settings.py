@@ -75,6 +75,15 @@ class EngineSettings(Section):
     beam_width: int | None = Field(None, ge=1, description="overrides the bundle manifest's beam width")
 
 
+class UiSettings(Section):
+    """The page at /ui (serving/ui/): on by default; `split_dir` (a split folder written by `reasonrec data split`)
+    lists users and marks the items each one interacted with after training."""
+
+    enabled: bool = True
+    split_dir: str | None = None
+    max_users: int = Field(500, ge=1, le=10_000, description="user ids offered in the page's picker")
+
+
 class ServeSettings(Section):
     """Everything the online app needs; see deploy/serve.yaml for the documented defaults."""
 
@@ -90,6 +99,7 @@ class ServeSettings(Section):
     reasoning_fallback: Literal["direct", "history_only"] = "direct"
     feedback_log: str = Field("runs/serve/feedback.jsonl", min_length=1, description='a JSONL path, or "redis"')
     engine: EngineSettings = EngineSettings()
+    ui: UiSettings = UiSettings()
     bundles: dict[str, str] = Field(default_factory=dict)
     experiments: list[ExperimentSettings] = Field(min_length=1)
 
