@@ -10,7 +10,8 @@
     GET  /docs           OpenAPI UI (/openapi.json)
     GET  /ui             the page: a user's history, both modes side by side, per-arm panel (serving/ui/)
 
-Errors always carry `{"detail": "<one line>"}`: request validation errors and malformed JSON -> 422 (a pydantic
+Errors always carry `{"detail": "<one line>"}`: a body over `max_body_bytes` -> 413 (serving/body_limit.py);
+request validation errors and malformed JSON -> 422 (a pydantic
 error raised inside the pipeline is a bug, not the client's fault, so it is a 500); ServingError -> its
 status and headers (404, 422, 503 + Retry-After); TimeoutError (the request's time budget, enforced by the
 pipeline) -> 503 + Retry-After. Anything else is a bug and ends as a 500 (tests assert no error path gets there).
@@ -29,6 +30,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from pydantic import Field
 
+from serving.body_limit import BodySizeLimit
 from serving.errors import ServingError, describe_validation_errors, http_status_of
 from serving.experiments import FORCE_ARM_HEADER
 from serving.loading import ENGINE_FACTORIES, build_pipeline_from_settings
@@ -56,7 +58,8 @@ def build_app(pipeline: RecommendPipeline) -> FastAPI:
                   "reasoning modes, A/B arms, feedback log.")
     app.state.pipeline = pipeline
     _add_error_handlers(app)
-    _add_metrics_middleware(app, pipeline)
+    app.add_middleware(BodySizeLimit, max_bytes=pipeline.settings.max_body_bytes)
+    _add_metrics_middleware(app, pipeline)  # added last = outermost: it also counts the 413s
     _add_routes(app, pipeline)
     if pipeline.settings.ui.enabled:
         add_ui(app, pipeline)

@@ -90,6 +90,7 @@ class ServeSettings(Section):
     host: str = "127.0.0.1"
     port: int = Field(8000, ge=1, le=65535)
     max_k: int = Field(100, ge=1)
+    max_body_bytes: int = Field(1 << 20, ge=1024, description="a larger request body is refused with 413")
     request_timeout_s: float = Field(2.0, gt=0)
     redis_url: str = "redis://127.0.0.1:6379/0"
     redis_timeout_s: float = Field(0.25, gt=0, description="socket timeout of one Redis call on the request path")
