@@ -34,22 +34,10 @@ from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
 
-from loadtests.run import (
-    ARMS,
-    EXPECTED_PATH,
-    REPO_ROOT,
-    BenchLoop,
-    InProcess,
-    check_paths,
-    closed_loop,
-    cpu_seconds,
-    idle_cores,
-    run_locust,
-    serve_processes,
-    serve_settings,
-    summarize,
-    wait_ready,
-)
+from loadtests.inprocess import InProcess
+from loadtests.measure import BenchLoop, closed_loop, cpu_seconds, idle_cores, serve_processes, summarize
+from loadtests.run import check_paths, run_locust, serve_settings, wait_ready
+from loadtests.scenarios import ARMS, EXPECTED_PATH, REPO_ROOT
 
 PROFILE_SCENARIOS = ("direct_native", "reasoning_cached")
 LAYERS = ("engine", "pipeline", "asgi", "uvicorn", "ray", "ray_same_loop", "ray_no_access_log")

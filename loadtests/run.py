@@ -28,35 +28,35 @@ Targets: direct HTTP ratio <= 1.2 at N=8, reasoning_cached p99 <= 20 ms, no erro
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
 import os
 import random
-import resource
 import subprocess
 import sys
-import threading
 import time
-from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 
-import numpy as np
+from loadtests.inprocess import InProcess, run_inprocess
+from loadtests.measure import (
+    BenchLoop,
+    Sample,
+    children_cpu_s,
+    cpu_seconds,
+    idle_cores,
+    machine_busy_s,
+    serve_processes,
+    summarize,
+)
+from loadtests.scenarios import ARMS, EXPECTED_PATH, REPO_ROOT, SCENARIOS, USER_CLASS
+from loadtests.serving_report import add_p99_verdicts, http_row, inprocess_row, ratio_row, write_serving_report
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
 LOCUSTFILE = Path(__file__).resolve().parent / "locustfile.py"
-SCENARIOS = ("direct_native", "direct_vllm", "reasoning_cached")
-USER_CLASS = {"direct_native": "DirectNativeUser", "direct_vllm": "DirectVLLMUser",
-              "reasoning_cached": "ReasoningCachedUser"}
-ARMS = {"direct_native": "direct_native", "direct_vllm": "direct_vllm", "reasoning_cached": "reasoning"}
-EXPECTED_PATH = {"direct_native": "beam_search", "direct_vllm": "beam_search", "reasoning_cached": "cached_vector"}
-RATIO_TARGET, REASONING_P99_TARGET_MS = 1.2, 20.0
 NAMESPACE = "loadtest"
 ENV = {"RAY_USAGE_STATS_ENABLED": "0", "VLLM_NO_USAGE_STATS": "1", "HF_HUB_OFFLINE": "1",
        "TOKENIZERS_PARALLELISM": "false", "VLLM_ENABLE_V1_MULTIPROCESSING": "0", "VLLM_CPU_KVCACHE_SPACE": "1",
        "VLLM_HOST_IP": "127.0.0.1"}
-Sample = list  # [start unix s, latency ms, ok, server ms | None, path ok | None]
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
@@ -92,192 +92,6 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--notes", type=Path, default=Path(__file__).resolve().parent / "serving_notes.md",
                    help="markdown appended to the report's notes when the file exists (the profile)")
     return p.parse_args(argv)
-
-
-# ---- statistics ---------------------------------------------------------------------------------------------------
-
-def summarize(samples: list[Sample], warmup_s: float) -> dict:
-    """Latency (ms, linear-interpolated percentiles) and rps over the samples that started after the warm-up;
-    requests, errors and error rate over all of them."""
-    if not samples:
-        return {"requests": 0, "errors": 0, "error_rate": None}
-    first = min(s[0] for s in samples)
-    window = [s for s in samples if s[0] >= first + warmup_s] or samples
-    begin = first + warmup_s if len(window) < len(samples) else first
-    end = max(s[0] + s[1] / 1000 for s in window)
-    lat = np.array([s[1] for s in window])
-    ok = sum(1 for s in window if s[2])
-    errors = sum(1 for s in samples if not s[2])
-    out = {"requests": len(samples), "rps": round(ok / max(end - begin, 1e-9), 1),
-           "p50_ms": _r(np.percentile(lat, 50)), "p95_ms": _r(np.percentile(lat, 95)),
-           "p99_ms": _r(np.percentile(lat, 99)), "mean_ms": _r(lat.mean()),
-           "errors": errors, "error_rate": round(errors / len(samples), 5),
-           "path_mismatch": sum(1 for s in samples if s[4] is False)}
-    server = np.array([s[3] for s in window if s[3] is not None])
-    if server.size:
-        out["server_p50_ms"], out["server_p99_ms"] = _r(np.percentile(server, 50)), _r(np.percentile(server, 99))
-    return out
-
-
-def _r(x: float) -> float:
-    return round(float(x), 2)
-
-
-# ---- CPU accounting -----------------------------------------------------------------------------------------------
-
-def cpu_seconds(processes: Sequence) -> float:
-    """user + system seconds of the live processes among `processes` (psutil.Process)."""
-    import psutil
-
-    total = 0.0
-    for proc in processes:
-        try:
-            t = proc.cpu_times()
-            total += t.user + t.system
-        except psutil.Error:
-            pass
-    return total
-
-
-def machine_busy_s() -> float:
-    """CPU seconds the whole machine spent busy (every process, ours and other jobs')."""
-    import psutil
-
-    t = psutil.cpu_times()
-    return sum(t) - t.idle - getattr(t, "iowait", 0.0)
-
-
-def serve_processes() -> dict[str, list]:
-    """Our Serve replica (with its children: the vLLM engine core) and our Serve proxy, found among this
-    process's descendants by the titles Ray gives them."""
-    import psutil
-
-    groups: dict[str, list] = {"replica": [], "proxy": []}
-    for proc in psutil.Process().children(recursive=True):
-        try:
-            title = " ".join(proc.cmdline())
-        except psutil.Error:
-            continue
-        if "ServeReplica:reasonrec" in title:
-            groups["replica"] += [proc, *proc.children(recursive=True)]
-        elif "ProxyActor" in title:
-            groups["proxy"].append(proc)
-    return groups
-
-
-def idle_cores(groups: dict[str, list], seconds: float = 5.0) -> float:
-    """CPU cores the processes of `groups` burn with no request in flight (Ray's own polling, metrics, health
-    checks): measured over `seconds` after a 1 s pause."""
-    time.sleep(1.0)
-    procs = [p for group in groups.values() for p in group]
-    before = cpu_seconds(procs)
-    time.sleep(seconds)
-    return (cpu_seconds(procs) - before) / seconds
-
-
-def children_cpu_s() -> float:
-    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return usage.ru_utime + usage.ru_stime
-
-
-# ---- the in-process side --------------------------------------------------------------------------------------------
-
-class BenchLoop:
-    """One event loop in a daemon thread for every in-process call (vLLM's AsyncLLM keeps to its first loop)."""
-
-    def __init__(self) -> None:
-        self.loop = asyncio.new_event_loop()
-        self.thread = threading.Thread(target=self.loop.run_forever, name="bench-loop", daemon=True)
-        self.thread.start()
-
-    def run(self, coro: Awaitable, timeout_s: float | None = None):
-        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout_s)
-
-    def close(self) -> None:
-        self.loop.call_soon_threadsafe(self.loop.stop)
-        self.thread.join(5)
-
-
-async def closed_loop(call: Callable[[object], Awaitable[bool | None]], inputs: Sequence, concurrency: int,
-                      seconds: float, seed: int = 0) -> tuple[list[Sample], list[str]]:
-    """`concurrency` clients, each calling `call(random input)` one after another for `seconds`.
-
-    `call` returns whether the answer took the expected path (None: not checked); raising counts as an error."""
-    samples: list[Sample] = []
-    failures: list[str] = []
-    end = time.perf_counter() + seconds
-    rng = random.Random(seed)
-
-    async def client() -> None:
-        while time.perf_counter() < end:
-            arg = rng.choice(inputs)
-            started, t0 = time.time(), time.perf_counter()
-            ok, path_ok = True, None
-            try:
-                path_ok = await call(arg)
-            except Exception as err:  # noqa: BLE001 - counted as an error, the first few are reported
-                ok = False
-                failures.append(f"{type(err).__name__}: {err}"[:200])
-            samples.append([started, 1000 * (time.perf_counter() - t0), ok, None, path_ok])
-
-    await asyncio.gather(*(client() for _ in range(concurrency)))
-    return samples, failures
-
-
-@dataclass
-class InProcess:
-    """The models of the three scenarios, loaded in this process, and the calls the pipeline would make."""
-
-    settings: object
-    native: object
-    vllm: object
-    reasoning: object
-    batcher: object = None
-    engine_children: list = field(default_factory=list)
-    k: int = 10
-    batch_sizes: list = field(default_factory=list)  # of the native engine's batches, reset per run
-
-    async def start(self) -> None:
-        from serving.engine.batcher import MicroBatcher
-
-        s = self.settings.engine
-        def recommend_batch(queries):
-            self.batch_sizes.append(len(queries))
-            return self.native.recommend_batch(queries)
-
-        self.batcher = MicroBatcher(recommend_batch, s.max_batch_size, s.batch_wait_ms, s.max_queue,
-                                    s.retry_after_s, name="native-inprocess")
-        if self.vllm is not None:  # binds the AsyncLLM to the bench loop, as warm_async does in the replica
-            await self.vllm.warm_async()
-
-    def call(self, scenario: str) -> Callable[[object], Awaitable[bool | None]]:
-        timeout = self.settings.request_timeout_s
-        if scenario == "direct_native":
-            async def native(query):
-                await self.batcher.submit(query, timeout)
-            return native
-        if scenario == "direct_vllm":
-            async def vllm(query):
-                await asyncio.wait_for(self.vllm.recommend(query), timeout)
-            return vllm
-
-        async def reasoning(user_id):
-            result = await asyncio.wait_for(self.reasoning.recommend(user_id, None, self.k, True, "direct", False),
-                                            timeout)
-            return result.path == "cached_vector"
-        return reasoning
-
-    def processes(self) -> list:
-        import psutil
-
-        return [psutil.Process(), *self.engine_children]
-
-    def close(self) -> None:
-        if self.batcher is not None:
-            self.batcher.close()
-        if self.vllm is not None:
-            self.vllm.shutdown()
-            self.vllm = None
 
 
 # ---- set-up ---------------------------------------------------------------------------------------------------------
@@ -402,125 +216,26 @@ def run_locust(url: str, scenario: str, users: int, args: argparse.Namespace, da
     return json.loads(samples_path.read_text()), cpu
 
 
-def run_inprocess(bench: BenchLoop, models: InProcess, scenario: str, users: int, inputs: list,
-                  args: argparse.Namespace) -> tuple[list[Sample], dict, list[str]]:
-    time.sleep(args.settle)
-    procs = models.processes()
-    models.batch_sizes.clear()
-    cpu0, machine0, wall0 = cpu_seconds(procs), machine_busy_s(), time.perf_counter()
-    samples, failures = bench.run(closed_loop(models.call(scenario), inputs, users, args.inprocess_duration,
-                                              args.seed + users), timeout_s=args.inprocess_duration + 120)
-    cpu = {"driver": cpu_seconds(procs) - cpu0, "machine": machine_busy_s() - machine0,
-           "wall": time.perf_counter() - wall0}
-    if scenario == "direct_native" and models.batch_sizes:
-        cpu["mean_batch"] = round(sum(models.batch_sizes) / len(models.batch_sizes), 2)
-    return samples, cpu, failures
+def measure_scenarios(url: str, bench: BenchLoop, models: InProcess, scenarios: Sequence[str],
+                      levels: Sequence[int], data: dict, data_path: Path, workdir: Path, args: argparse.Namespace,
+                      idle: float) -> list[dict]:
+    """Per scenario and concurrency: the in-process closed loop, then locust; rows HTTP, in-process and ratio
+    (workdir/rows.json rewritten after each). idle: the Serve replica and proxy's cores with no traffic."""
+    from serving.engine import DirectQuery
 
-
-# ---- rows -----------------------------------------------------------------------------------------------------------
-
-def base_row(name: str, users: int) -> dict:
-    return {"name": name, "dataset": "ml-100k", "protocol": "temporal", "metrics": {"users": users}}
-
-
-def http_row(scenario: str, users: int, stats: dict, cpu: dict, args: argparse.Namespace,
-             idle: float | None = None) -> dict:
-    """idle: CPU cores the replica and proxy burn with no traffic (idle_cpu_ms_per_req: that share of
-    cpu_ms_per_req)."""
-    row = base_row(f"{scenario}_c{users}", users)
-    n = max(stats["requests"], 1)
-    row["metrics"].update(stats)
-    row["metrics"].update(cpu_ms_per_req=round(1000 * (cpu["replica"] + cpu["proxy"]) / n, 2),
-                          client_cpu_ms_per_req=round(1000 * cpu["locust"] / n, 2))
-    if idle is not None:
-        row["metrics"]["idle_cpu_ms_per_req"] = round(1000 * idle * cpu["wall"] / n, 2)
-    row["seconds"] = {"run": round(cpu["wall"], 1)}
-    row["notes"] = (f"HTTP POST /v1/recommend via Ray Serve proxy -> ingress replica (arm {ARMS[scenario]}), "
-                    f"locust FastHttpUser x{users}, no think time, {args.duration:g} s, first {args.warmup:g} s "
-                    f"out of latency/rps; server_* = the response's latency_ms (pipeline time); CPU/request: "
-                    f"replica {1000 * cpu['replica'] / n:.2f} ms, proxy {1000 * cpu['proxy'] / n:.2f} ms, locust "
-                    f"{1000 * cpu['locust'] / n:.2f} ms; machine busy {cpu['machine'] / cpu['wall']:.2f} of "
-                    f"{os.cpu_count()} cores; loadavg {os.getloadavg()[0]:.2f}")
-    return row
-
-
-INPROCESS_WHAT = {
-    "direct_native": "NativeDirectEngine.recommend_batch behind MicroBatcher (serve settings' batching)",
-    "direct_vllm": "VLLMDirectEngine.recommend (AsyncLLM, a second engine in this process)",
-    "reasoning_cached": "ReasoningService.recommend (Redis HMGET -> cached vector -> FAISS, in a thread)",
-}
-
-
-def inprocess_row(scenario: str, users: int, stats: dict, cpu: dict, failures: list[str],
-                  args: argparse.Namespace) -> dict:
-    row = base_row(f"{scenario}_inprocess_c{users}", users)
-    n = max(stats["requests"], 1)
-    row["metrics"].update(stats)
-    row["metrics"]["cpu_ms_per_req"] = round(1000 * cpu["driver"] / n, 2)
-    if "mean_batch" in cpu:
-        row["metrics"]["mean_batch"] = cpu["mean_batch"]
-    row["seconds"] = {"run": round(cpu["wall"], 1)}
-    row["notes"] = (f"{INPROCESS_WHAT[scenario]}; {users} asyncio clients, {args.inprocess_duration:g} s, first "
-                    f"{args.warmup:g} s out of latency/rps; same users, histories and k as HTTP; machine busy "
-                    f"{cpu['machine'] / cpu['wall']:.2f} of {os.cpu_count()} cores; loadavg "
-                    f"{os.getloadavg()[0]:.2f}" + (f"; first error: {failures[0]}" if failures else ""))
-    return row
-
-
-def ratio_row(scenario: str, users: int, http: dict, local: dict) -> dict:
-    row = base_row(f"{scenario}_ratio_c{users}", users)
-    h, i = http["metrics"], local["metrics"]
-    m = row["metrics"]
-    m.update(ratio=round(h["p50_ms"] / i["p50_ms"], 3), ratio_mean=round(h["mean_ms"] / i["mean_ms"], 3),
-             ratio_p99=round(h["p99_ms"] / i["p99_ms"], 3), overhead_p50_ms=round(h["p50_ms"] - i["p50_ms"], 2),
-             ratio_rps=round(h["rps"] / i["rps"], 3) if i.get("rps") else None)
-    row["notes"] = (f"ratio = HTTP p50 / in-process p50 ({h['p50_ms']} / {i['p50_ms']} ms); ratio_mean = HTTP mean / "
-                    f"in-process mean; ratio_p99 likewise; ratio_rps = HTTP rps / in-process rps; "
-                    f"overhead_p50_ms = HTTP p50 - in-process p50")
-    if scenario.startswith("direct") and users == 8:
-        failed = max(h["error_rate"], i["error_rate"])
-        row["verdict"] = "pass" if m["ratio"] <= RATIO_TARGET and not failed else "fail"
-        row["notes"] += f"; target ratio <= {RATIO_TARGET} at 8 users"
-        if failed:
-            row["notes"] += (f" with no errors: {100 * h['error_rate']:.0f}% of HTTP and {100 * i['error_rate']:.0f}% "
-                             f"of in-process requests failed, so the ratio compares time-outs")
-    return row
-
-
-def plot_latency(rows: list[dict], path: Path) -> Path | None:
-    """p50 and p99 per scenario and concurrency, HTTP beside in-process (log scale)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    http = [r for r in rows if "_inprocess_" not in r["name"] and "_ratio_" not in r["name"]]
-    if not http:
-        return None
-    by_name = {r["name"]: r for r in rows}
-    fig, ax = plt.subplots(figsize=(max(6, 1.1 * len(http)), 4))
-    labels = []
-    for x, row in enumerate(http):
-        scenario, users = row["name"].rsplit("_c", 1)
-        local = by_name.get(f"{scenario}_inprocess_c{users}")
-        for offset, r, color, label in ((-0.2, row, "C0", "HTTP"), (0.2, local, "C1", "in-process")):
-            if r is None or "p50_ms" not in r["metrics"]:
-                continue
-            ax.bar(x + offset, r["metrics"]["p50_ms"], 0.38, color=color, label=label if x == 0 else None)
-            ax.plot([x + offset] * 2, [r["metrics"]["p50_ms"], r["metrics"]["p99_ms"]], color="k", lw=1)
-            ax.plot(x + offset, r["metrics"]["p99_ms"], "k_", ms=10)
-        labels.append(f"{scenario}\n{users} users")
-    ax.set_xticks(range(len(http)), labels, fontsize=7)
-    ax.set_yscale("log")
-    ax.set_ylabel("latency ms (bar p50, tick p99)")
-    ax.axhline(REASONING_P99_TARGET_MS, color="grey", ls=":", lw=1,
-               label=f"reasoning p99 target {REASONING_P99_TARGET_MS:g} ms")
-    ax.legend()
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    rows: list[dict] = []
+    queries = [DirectQuery(tuple(d["history"]), args.k, True, d["user_id"]) for d in data["direct"]]
+    for scenario in scenarios:
+        inputs = data["reasoning"] if scenario == "reasoning_cached" else queries
+        for n in levels:
+            samples, cpu, failures = run_inprocess(bench, models, scenario, n, inputs, args)
+            local = inprocess_row(scenario, n, summarize(samples, args.warmup), cpu, failures, args)
+            samples, cpu = run_locust(url, scenario, n, args, data_path, workdir)
+            http = http_row(scenario, n, summarize(samples, args.warmup), cpu, args, idle)
+            rows += [http, local, ratio_row(scenario, n, http, local)]
+            print(json.dumps({r["name"]: r["metrics"] for r in rows[-3:]}), flush=True)
+            (workdir / "rows.json").write_text(json.dumps(rows, indent=1))
+    return rows
 
 
 # ---- main -----------------------------------------------------------------------------------------------------------
@@ -551,7 +266,6 @@ def main(argv: Sequence[str] | None = None) -> None:
 
     torch.set_num_threads(args.threads)
     from serving import deployments
-    from serving.engine import DirectQuery
     from serving.engine.native import NativeDirectEngine
     from serving.engine.vllm_engine import VLLMDirectEngine
     from serving.loading import build_store
@@ -604,18 +318,8 @@ def main(argv: Sequence[str] | None = None) -> None:
             facts["serve_idle_cores"] = round(idle_cores(serve_processes()), 3)
             print(f"service ready at {url} in {facts['serve_start_s']} s; checks {facts['path_mismatch_at_check']}",
                   flush=True)
-
-        queries = [DirectQuery(tuple(d["history"]), args.k, True, d["user_id"]) for d in data["direct"]]
-        for scenario in scenarios:
-            inputs = users if scenario == "reasoning_cached" else queries
-            for n in levels:
-                samples, cpu, failures = run_inprocess(bench, models, scenario, n, inputs, args)
-                local = inprocess_row(scenario, n, summarize(samples, args.warmup), cpu, failures, args)
-                samples, cpu = run_locust(url, scenario, n, args, data_path, workdir)
-                http = http_row(scenario, n, summarize(samples, args.warmup), cpu, args, facts["serve_idle_cores"])
-                rows += [http, local, ratio_row(scenario, n, http, local)]
-                print(json.dumps({r["name"]: r["metrics"] for r in rows[-3:]}), flush=True)
-                (workdir / "rows.json").write_text(json.dumps(rows, indent=1))
+            rows += measure_scenarios(url, bench, models, scenarios, levels, data, data_path, workdir, args,
+                                      facts["serve_idle_cores"])
         if served:
             served = False
             deployments.stop()
@@ -640,10 +344,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         if redis is not None:
             redis.close()
 
-    for row in rows:
-        if row["name"].startswith("reasoning_cached_c"):
-            row["verdict"] = "pass" if row["metrics"]["p99_ms"] <= REASONING_P99_TARGET_MS else "fail"
-            row["notes"] += f"; target p99 <= {REASONING_P99_TARGET_MS:g} ms"
+    add_p99_verdicts(rows)
     facts.update(total_s=round(time.perf_counter() - started, 1), loadavg_before=load_before,
                  loadavg_after=os.getloadavg(), workdir=str(workdir), command=command.strip())
     (workdir / "rows.json").write_text(json.dumps(rows, indent=1))
@@ -661,77 +362,6 @@ def _without_render(argv: list[str]) -> list[str]:
         elif not arg.startswith("--render="):
             out.append(arg)
     return out
-
-
-def write_serving_report(rows: list[dict], facts: dict, args: argparse.Namespace, command: str) -> None:
-    from training.eval.report import write_report
-
-    png = plot_latency([r for r in rows if not r["name"].startswith("profile_")],
-                       args.out_dir / f"{args.report}_latency.png")
-    notes = notes_md(rows, facts, args, png)
-    md, js = write_report(args.report, rows, command, out_dir=args.out_dir, notes_md=notes, plot_metric=None)
-    print(f"wrote {md} and {js}")
-
-
-def notes_md(rows: list[dict], facts: dict, args: argparse.Namespace, png: Path | None) -> str:
-    """Targets and set-up (below the table), then the --notes file when it exists."""
-    by_name = {r["name"]: r for r in rows}
-    lines = ["## Targets"]
-    for scenario in ("direct_native", "direct_vllm"):
-        r = by_name.get(f"{scenario}_ratio_c8")
-        if r:
-            lines.append(f"- {scenario}: HTTP p50 / in-process p50 at 8 users = {r['metrics']['ratio']:.2f} "
-                         f"(target ≤ {RATIO_TARGET}) → **{r['verdict']}**; mean ratio {r['metrics']['ratio_mean']:.2f}")
-    for users in [int(u) for u in args.users.split(",") if u]:
-        r = by_name.get(f"reasoning_cached_c{users}")
-        if r:
-            lines.append(f"- reasoning_cached at {users} users: p99 {r['metrics']['p99_ms']:.1f} ms (target ≤ "
-                         f"{REASONING_P99_TARGET_MS:g} ms) → **{r['verdict']}**")
-    errors = sum(r["metrics"].get("errors", 0) for r in rows if "_ratio_" not in r["name"])
-    lines.append(f"- errors over every request of every run (benchmark and profile): {errors} "
-                 f"(target 0) → **{'pass' if errors == 0 else 'fail'}**")
-    if png is not None:
-        lines += ["", f"![latency p50 (bar) and p99 (tick), HTTP vs in-process]({png.name})"]
-    lines += ["", "## Set-up",
-              f"- Everything on 127.0.0.1: throwaway redis-server, Ray Serve app (one ingress replica, "
-              f"{args.threads} CPU / torch thread(s); `serving.deployments.start`), locust headless as a subprocess "
-              f"(FastHttpUser, no think time), in-process models in the benchmark process with {args.threads} torch "
-              f"thread(s). Load generator, server and other jobs share the machine's {os.cpu_count()} cores.",
-              f"- Users: {args.n_users} sampled ML-100k users with training histories (temporal split); direct "
-              f"requests send each user's last {args.history_len} items, k={args.k}, exclude_seen; reasoning "
-              f"requests send the user id only (stored history + programmatic-teacher CoT in Redis, user vector "
-              f"cached beforehand: {facts.get('vectors_written')} written; answers by another path at the check: "
-              f"{facts.get('path_mismatch_at_check')}).",
-              f"- Runs: per scenario and concurrency, the in-process closed loop ({args.inprocess_duration:g} s) then "
-              f"locust ({args.duration:g} s), never both at once; the first {args.warmup:g} s of each are left out "
-              f"of latency and rps; percentiles are exact (numpy, linear) over per-request samples; errors count "
-              f"non-2xx over whole runs.",
-              f"- Serve replica + proxy with no traffic: {facts.get('serve_idle_cores')} cores "
-              f"(`idle_cpu_ms_per_req`: that background share of `cpu_ms_per_req`).",
-              f"- Bundles: policy `{_rel(args.sft)}`, Rechead `{_rel(args.rechead)}`.",
-              f"- Load average (1/5/15 min) before {_load(facts['loadavg_before'])}, after "
-              f"{_load(facts['loadavg_after'])}; timings: in-process models {facts.get('inprocess_load_s')} s, "
-              f"Redis seeding {facts.get('seed_s')} s, service start {facts.get('serve_start_s')} s, profile "
-              f"{facts.get('profile_s')} s, whole run {facts['total_s']} s."]
-    profile = [r for r in rows if r["name"].startswith("profile_")]
-    if profile:
-        from loadtests.profile import ladder_md
-
-        lines += ["", ladder_md(profile, facts.get("pyspy") or {}, [int(u) for u in args.profile_users.split(",")])]
-    if args.notes and Path(args.notes).is_file():
-        lines += ["", Path(args.notes).read_text().strip()]
-    return "\n".join(lines)
-
-
-def _rel(path: Path) -> str:
-    try:
-        return str(Path(path).resolve().relative_to(REPO_ROOT))
-    except ValueError:
-        return str(path)
-
-
-def _load(values: Sequence[float]) -> str:
-    return " / ".join(f"{v:.2f}" for v in values)
 
 
 if __name__ == "__main__":

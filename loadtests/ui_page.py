@@ -32,6 +32,8 @@ class PageReport:
     direct_meta: str = ""
     reasoning_meta: str = ""
     stages: list[str] = field(default_factory=list)
+    stage_texts: list[str] = field(default_factory=list)
+    stages_open: int = 0
     history: int = 0
     hits: int = 0
     arm_rows: list[str] = field(default_factory=list)
@@ -98,6 +100,8 @@ def _read(page, report: PageReport) -> None:
     report.direct_meta = page.inner_text("#direct .meta")
     report.reasoning_meta = page.inner_text("#reasoning .meta")
     report.stages = page.eval_on_selector_all("#reasoning .cot summary", "els => els.map(e => e.textContent)")
+    report.stage_texts = page.eval_on_selector_all("#reasoning .cot details p", "els => els.map(e => e.textContent)")
+    report.stages_open = page.eval_on_selector_all("#reasoning .cot details", "els => els.filter(e => e.open).length")
     report.history = page.locator("#history li").count()
     report.hits = page.locator(".items li.hit").count()
     report.arm_rows = page.eval_on_selector_all("#arm-rows tr", "els => els.map(e => e.dataset.arm)")
@@ -123,6 +127,7 @@ def main() -> None:
     parser.add_argument("--rechead", type=Path, default=Path("runs/rechead_demo-ml-100k-temporal/bundle"))
     parser.add_argument("--split-dir", type=Path, default=Path("data/splits/ml-100k-temporal"))
     parser.add_argument("--nearline-users", type=int, default=8)
+    parser.add_argument("--max-think-tokens", type=int, default=256)
     parser.add_argument("--out", type=Path, default=SHOTS)
     args = parser.parse_args()
     from feature_store.local_redis import RedisServer, free_port
@@ -136,7 +141,8 @@ def main() -> None:
     with RedisServer() as redis:
         users = load_histories(redis.url, args.split_dir)
         user = args.user or users[0]
-        run_nearline(redis.url, args.reasoning_policy, args.rechead, [user, *users[:args.nearline_users]], work)
+        run_nearline(redis.url, args.reasoning_policy, args.rechead, [user, *users[:args.nearline_users]], work,
+                     args.max_think_tokens)
         settings = ServeSettings.from_yaml("deploy/serve.yaml", [
             f"redis_url={redis.url}", f"bundles.sft={args.policy}", f"bundles.rechead={args.rechead}",
             f"feedback_log={work / 'feedback.jsonl'}", f"ui.split_dir={args.split_dir}"])

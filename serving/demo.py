@@ -37,12 +37,13 @@ def load_histories(url: str, split_dir: Path) -> list[str]:
     return [user for user, _ in histories]
 
 
-def run_nearline(url: str, reasoning_policy: Path, rechead: Path, users: list[str], work: Path) -> None:
+def run_nearline(url: str, reasoning_policy: Path, rechead: Path, users: list[str], work: Path,
+                 max_think_tokens: int = 64) -> None:
     ids = work / "demo_users.txt"
     ids.write_text("\n".join(users) + "\n")
     command = [sys.executable, "-m", "training.cli", "nearline", "run", "--bundle", str(reasoning_policy),
                "--users", str(ids), "--job-id", f"demo-{int(time.time())}", "--url", url, "--runner", "ray",
-               "--actor-cpus", "2", "--max-think-tokens", "64", "--chunk-size", "16", "--rechead", str(rechead)]
+               "--actor-cpus", "2", "--max-think-tokens", str(max_think_tokens), "--chunk-size", "16", "--rechead", str(rechead)]
     subprocess.run(command, check=True, start_new_session=True)
 
 

@@ -26,7 +26,7 @@ class UserView:
     user_id: str
     history: list[dict]
     history_source: str  # "redis" | "split"
-    later: list[str]  # item ids after the training part, in time order ([] without a split)
+    later: list[dict]  # items after the training part, in time order ([] without a split)
     cached_cot: bool
     notes: list[str] = field(default_factory=list)
 
@@ -102,7 +102,7 @@ class UserDirectory:
             raise UserLookupError(f"user {user_id!r} has no history in the feature store"
                                   + (" nor in the split" if split is not None else ""))
         return UserView(user_id, [describe_item(self.catalog, i) for i in history], source,
-                        later_items(split, user_id), cached_cot, notes)
+                        [describe_item(self.catalog, i) for i in later_items(split, user_id)], cached_cot, notes)
 
     def _stored(self, user_id: str, notes: list[str]) -> tuple[Sequence[str] | None, str, bool]:
         try:

@@ -41,23 +41,33 @@ function showProfile(user) {
   notes.textContent = user.notes.join(" ");
   const history = $("history");
   history.replaceChildren(...user.history.slice().reverse().map(itemLine));
-  state.later = new Set(user.later);
+  state.later = new Set(user.later.map((item) => item.item_id));
   const later = $("later");
-  later.replaceChildren(...(user.later.length ? user.later.map((id) => el("li", id)) :
+  later.replaceChildren(...(user.later.length ? user.later.map(itemLine) :
     [el("li", state.config.split ? "none" : "no split folder configured (ui.split_dir)", "muted")]));
+}
+
+function labelPattern(label) {
+  // "Step 1, behavioural evidence" also matches a tokenised "step 1 , behavioural evidence :" (the tiny policy's).
+  const parts = label.match(/\w+|[^\w\s]/g).map((t) => t.replace(/[.*+?^${}()|[\]\\]/g, "\\$&"));
+  return new RegExp(parts.join("\\s*") + "\\s*:?", "i");
 }
 
 function splitStages(raw, labels) {
   // [[label, body]...] in text order; text outside the labelled stages becomes one "Reasoning" block.
   const text = raw.replace(/<answer>[\s\S]*?<\/answer>/g, "").replace(/<\/?think>/g, "");
-  const found = labels.map((label) => [label, text.indexOf(label)]).filter(([, at]) => at >= 0)
-    .sort((a, b) => a[1] - b[1]);
+  const found = [];
+  labels.forEach((label) => {
+    const match = labelPattern(label).exec(text);
+    if (match) found.push([label, match.index, match[0].length]);
+  });
+  found.sort((a, b) => a[1] - b[1]);
   if (found.length === 0) return [["Reasoning", text.trim()]];
   const stages = [];
   if (text.slice(0, found[0][1]).trim()) stages.push(["Reasoning", text.slice(0, found[0][1]).trim()]);
-  found.forEach(([label, at], i) => {
+  found.forEach(([label, at, length], i) => {
     const end = i + 1 < found.length ? found[i + 1][1] : text.length;
-    stages.push([label, text.slice(at + label.length, end).replace(/^\s*:\s*/, "").trim()]);
+    stages.push([label, text.slice(at + length, end).trim()]);
   });
   return stages;
 }

@@ -17,7 +17,10 @@ from training.data.store import write_split
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(90), pytest.mark.usefixtures("one_torch_thread")]
 TRAIN_1 = build_split(make_tiny_dataset()).train_sequences["1"]
-COT = "<think>" + "\n".join(f"{label}: stage {n} text." for n, label in enumerate(STAGE_LABELS, 1)) + "</think>"
+# stages 1-3 as the teacher writes them, 4-5 as the tiny policy decodes them ("step 4 , recommendation :")
+COT = "<think>" + "\n".join(f"{label}: stage {n} text." if n <= 3 else
+                             f"{label.lower().replace(',', ' ,')} : stage {n} text."
+                             for n, label in enumerate(STAGE_LABELS, 1)) + "</think>"
 
 
 @pytest.fixture
@@ -42,6 +45,8 @@ def test_both_columns_the_folded_stages_and_a_clean_console(base, tmp_path):
     assert "arm direct" in report.direct_meta and "arm reasoning" in report.reasoning_meta
     assert "cot" in report.reasoning_meta  # the cached-CoT path answered
     assert report.stages == list(STAGE_LABELS)
+    assert report.stages_open == 0  # folded by default
+    assert report.stage_texts == [f"stage {n} text." for n in range(1, 6)]
     assert report.history == len(TRAIN_1) and report.arm_rows == ["direct", "reasoning"]
     assert report.hits >= 1  # the fake engine ranks the later items (higher ids) first
     assert all((tmp_path / "shots" / name).stat().st_size > 10_000
