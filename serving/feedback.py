@@ -9,19 +9,23 @@ Two backends, chosen by `feedback_log` in the serve settings (`build_feedback_lo
 
 A row: ts (the client's, else the receive time), received_at, user_id, item_id, event, request_id (or null), arm.
 
-Idempotency: an event with a request_id is logged once per (request_id, item_id, event); a retry of it is
-acknowledged as a duplicate and not written again. Events without a request_id are always logged. The JSONL
-backend keeps the keys in memory, loaded from the file at start (so one process per file: several writers
-would not see each other's keys); the Redis backend checks and adds in one Lua script against the set
-`<ns>:feedback:seen`, which expires `dedupe_ttl_s` after the last event. Both grow with the number of events.
+Idempotency: an event with a request_id is logged once per (request_id, item_id, event) within the dedupe window
+(`dedupe_ttl_s`, 7 days by the server's receive time); a retry of it inside the window is acknowledged as a
+duplicate and not written again. Events without a request_id are always logged. Memory is bounded by the events
+of one window, not by the log: the JSONL backend keeps the window's keys in memory (oldest evicted as time passes;
+loaded from the file's last window at start; one process per file: several writers would not see each other's
+keys); the Redis backend sets one key per event, `<ns>:feedback:seen:<sha1>`, with `SET NX EX` in the same Lua
+script as the XADD, so each key expires on its own.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
 import threading
+import time
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Protocol
@@ -34,12 +38,11 @@ FEEDBACK_FIELDS = ("ts", "received_at", "user_id", "item_id", "event", "request_
 DEDUPE_TTL_S = 7 * 86400
 log = logging.getLogger(__name__)
 
-# KEYS[1] stream, KEYS[2] dedupe set; ARGV[1] dedupe key ("" = none), ARGV[2] set TTL, ARGV[3..] field/value pairs.
-# Returns 1 when the event was added, 0 for a duplicate.
+# KEYS[1] stream, KEYS[2] the event's dedupe key (or the stream again when the event has none); ARGV[1] "1" when
+# the event has a dedupe key, ARGV[2] its TTL, ARGV[3..] field/value pairs. Returns 1 when added, 0 for a duplicate.
 XADD_ONCE_LUA = """
-if ARGV[1] ~= '' then
-  if redis.call('SADD', KEYS[2], ARGV[1]) == 0 then return 0 end
-  redis.call('EXPIRE', KEYS[2], ARGV[2])
+if ARGV[1] == '1' then
+  if not redis.call('SET', KEYS[2], '1', 'NX', 'EX', ARGV[2]) then return 0 end
 end
 redis.call('XADD', KEYS[1], '*', unpack(ARGV, 3))
 return 1
@@ -64,30 +67,65 @@ def dedupe_key(row: dict) -> str | None:
     return json.dumps([row["request_id"], row["item_id"], row["event"]], separators=(",", ":"))
 
 
+class DedupeWindow:
+    """Dedupe keys seen in the last `ttl_s` seconds (by receive time), oldest evicted first."""
+
+    def __init__(self, ttl_s: float):
+        self.ttl_s = ttl_s
+        self._keys: dict[str, float] = {}  # insertion order = receive order (times only grow, see `add`)
+
+    def __contains__(self, key: str) -> bool:
+        return key in self._keys
+
+    def __len__(self) -> int:
+        return len(self._keys)
+
+    def add(self, key: str, received_at: float) -> None:
+        newest = next(reversed(self._keys.values()), received_at) if self._keys else received_at
+        self._keys.pop(key, None)
+        self._keys[key] = max(received_at, newest)  # a clock step back never reorders the window
+
+    def evict(self, now: float) -> None:
+        """Drop the keys received more than ttl_s before `now`."""
+        horizon = now - self.ttl_s
+        while self._keys:
+            key, at = next(iter(self._keys.items()))
+            if at >= horizon:
+                return
+            del self._keys[key]
+
+
 class JsonlFeedbackLog:
     """Appends rows to a JSONL file (flush + fsync per call); thread-safe."""
 
-    def __init__(self, path: str | Path):
+    def __init__(self, path: str | Path, dedupe_ttl_s: float = DEDUPE_TTL_S):
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._lock = threading.Lock()
-        self._seen = {key for row in read_jsonl(self.path) if (key := dedupe_key(row)) is not None}
+        self._seen = DedupeWindow(dedupe_ttl_s)
+        for row in read_jsonl(self.path):
+            if (key := dedupe_key(row)) is not None:
+                self._seen.add(key, _received_at(row))
+        self._seen.evict(time.time())
         self._file = open(self.path, "ab")  # noqa: SIM115 - held open for the life of the log
         self._needs_newline = _ends_without_newline(self.path)
 
     def append(self, rows: Sequence[dict]) -> list[bool]:
         with self._lock:
-            flags, fresh, keys = [], [], set()
+            self._seen.evict(time.time())
+            flags, fresh, keys = [], [], {}
             for row in rows:
                 key = dedupe_key(row)
                 new = key is None or (key not in self._seen and key not in keys)
                 flags.append(new)
                 if new:
                     fresh.append(row)
-                    keys.add(key)
+                    if key is not None:
+                        keys[key] = _received_at(row)
             if fresh:
                 self._write(fresh)
-            self._seen |= keys - {None}
+            for key, received_at in keys.items():
+                self._seen.add(key, received_at)
             return flags
 
     def _write(self, rows: list[dict]) -> None:
@@ -114,16 +152,22 @@ class RedisFeedbackLog:
 
     def __init__(self, store: FeatureStore, dedupe_ttl_s: int = DEDUPE_TTL_S):
         self.store, self.dedupe_ttl_s = store, dedupe_ttl_s
-        self.stream, self.seen_key = f"{store.namespace}:feedback", f"{store.namespace}:feedback:seen"
+        self.stream, self.seen_prefix = f"{store.namespace}:feedback", f"{store.namespace}:feedback:seen:"
         self._script = store.client.register_script(XADD_ONCE_LUA)
+
+    def seen_key(self, row: dict) -> str | None:
+        """The Redis key that marks the row's event as logged (None without a request_id)."""
+        key = dedupe_key(row)
+        return None if key is None else self.seen_prefix + hashlib.sha1(key.encode()).hexdigest()
 
     def append(self, rows: Sequence[dict]) -> list[bool]:
         def run() -> list:
             pipe = self.store.client.pipeline(transaction=False)
             for row in rows:
                 pairs = [part for name in FEEDBACK_FIELDS for part in (name, _text(row.get(name)))]
-                self._script(keys=[self.stream, self.seen_key],
-                             args=[dedupe_key(row) or "", self.dedupe_ttl_s, *pairs], client=pipe)
+                seen = self.seen_key(row)
+                self._script(keys=[self.stream, seen or self.stream],
+                             args=["1" if seen else "0", self.dedupe_ttl_s, *pairs], client=pipe)
             return pipe.execute()
 
         try:
@@ -162,6 +206,15 @@ def read_jsonl(path: str | Path) -> Iterable[dict]:
                 continue
             if isinstance(row, dict):
                 yield row
+
+
+def _received_at(row: dict) -> float:
+    """The row's receive time (its client ts when older rows lack one; 0 when neither is a number)."""
+    for name in ("received_at", "ts"):
+        value = row.get(name)
+        if isinstance(value, int | float):
+            return float(value)
+    return 0.0
 
 
 def _ends_without_newline(path: Path) -> bool:

@@ -4,17 +4,28 @@ and the Redis stream backend."""
 from __future__ import annotations
 
 import json
+import time
 
 import pytest
 
 from feature_store.store import FeatureStore
 from serving.errors import DependencyUnavailable
-from serving.feedback import JsonlFeedbackLog, RedisFeedbackLog, build_feedback_log, dedupe_key, read_jsonl
+from serving.feedback import (
+    DedupeWindow,
+    JsonlFeedbackLog,
+    RedisFeedbackLog,
+    build_feedback_log,
+    dedupe_key,
+    read_jsonl,
+)
 from tests.serving.fakes import dead_redis_url
 
+NOW = time.time()
 
-def row(item: str = "3", event: str = "click", request_id: str | None = "r1", arm: str = "direct") -> dict:
-    return {"ts": 1.5, "received_at": 2.0, "user_id": "u1", "item_id": item, "event": event,
+
+def row(item: str = "3", event: str = "click", request_id: str | None = "r1", arm: str = "direct",
+        received_at: float = NOW) -> dict:
+    return {"ts": 1.5, "received_at": received_at, "user_id": "u1", "item_id": item, "event": event,
             "request_id": request_id, "arm": arm}
 
 
@@ -71,7 +82,39 @@ def test_redis_stream_backend(redis_url):
         assert log.append([row()]) == [False]
         entries = log.read_all()
         assert [(e["item_id"], e["request_id"], e["ts"]) for e in entries] == [("3", "r1", "1.5"), ("3", "", "1.5")]
-        assert store.client.ttl("t:feedback:seen") > 0
+        seen = log.seen_key(row())
+        assert seen.startswith("t:feedback:seen:") and 0 < store.client.ttl(seen) <= 7 * 86400
+        assert log.seen_key(row(request_id=None)) is None
+        assert store.client.exists("t:feedback:seen") == 0  # no ever-growing set
     with FeatureStore(dead_redis_url(), namespace="t", timeout_s=0.2, retries=0) as dead:
         with pytest.raises(DependencyUnavailable, match="feedback log unavailable"):
             RedisFeedbackLog(dead).append([row()])
+
+
+@pytest.mark.timeout(10)
+def test_dedupe_window_evicts_by_receive_time():
+    window = DedupeWindow(ttl_s=10)
+    window.add("a", 100.0)
+    window.add("b", 105.0)
+    window.add("c", 103.0)  # a clock step back: kept at 105 so the order stays by time
+    window.evict(110.0)  # horizon 100: "a" (100) stays
+    assert ("a" in window, len(window)) == (True, 3)
+    window.evict(110.5)  # horizon 100.5: "a" goes, "b" and "c" (105) stay
+    assert ("a" in window, "b" in window, "c" in window) == (False, True, True)
+    window.evict(200.0)
+    assert len(window) == 0
+
+
+@pytest.mark.timeout(10)
+def test_jsonl_dedupe_keys_are_bounded_by_the_window(tmp_path):
+    path = tmp_path / "feedback.jsonl"
+    log = JsonlFeedbackLog(path, dedupe_ttl_s=3600)
+    old = NOW - 7200  # received two hours ago: outside a one-hour window
+    assert log.append([row(request_id="old", received_at=old), row(request_id="new")]) == [True, True]
+    assert log.append([row(request_id="new")]) == [False]
+    assert log.describe()["dedupe_keys"] == 1  # the old key was evicted at the start of that append
+    log.close()
+    reopened = JsonlFeedbackLog(path, dedupe_ttl_s=3600)  # only the last window's keys are loaded
+    assert reopened.describe()["dedupe_keys"] == 1
+    assert reopened.append([row(request_id="old", received_at=NOW), row(request_id="new")]) == [True, False]
+    reopened.close()
