@@ -18,6 +18,9 @@ def serve_command(
     num_cpus: int = typer.Option(0, "--num-cpus", min=0, help="CPUs of the local Ray (0: all)"),
     replicas: int = typer.Option(1, "--replicas", min=1, help="replicas of the app (each loads its models)"),
     replica_cpus: float = typer.Option(1.0, "--replica-cpus", min=0.1, help="CPUs (torch threads) per replica"),
+    ray_address: str = typer.Option("", "--ray-address",
+                                    help="Ray cluster to deploy on (e.g. 127.0.0.1:6379); empty: RAY_ADDRESS, "
+                                         "else a local Ray"),
 ) -> None:
     """Start Redis-backed serving: POST /v1/recommend, /v1/feedback, GET /v1/models, /readyz, /metrics, /docs."""
     from serving.settings import ServeSettings
@@ -31,7 +34,7 @@ def serve_command(
     from serving import deployments
 
     try:
-        url = deployments.start(settings, num_cpus or None, replicas, replica_cpus)
+        url = deployments.start(settings, num_cpus or None, replicas, replica_cpus, address=ray_address or None)
     except RuntimeError as err:  # Serve reports a replica that failed to start as a RuntimeError
         console.print(f"[red]error:[/red] the service did not start: {str(err).splitlines()[0]}")
         deployments.stop()

@@ -43,7 +43,8 @@ def run_nearline(url: str, reasoning_policy: Path, rechead: Path, users: list[st
     ids.write_text("\n".join(users) + "\n")
     command = [sys.executable, "-m", "training.cli", "nearline", "run", "--bundle", str(reasoning_policy),
                "--users", str(ids), "--job-id", f"demo-{int(time.time())}", "--url", url, "--runner", "ray",
-               "--actor-cpus", "2", "--max-think-tokens", str(max_think_tokens), "--chunk-size", "16", "--rechead", str(rechead)]
+               "--actor-cpus", "2", "--max-think-tokens", str(max_think_tokens), "--chunk-size", "16",
+               "--rechead", str(rechead)]
     subprocess.run(command, check=True, start_new_session=True)
 
 

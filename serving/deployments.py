@@ -142,8 +142,8 @@ def build_application(settings: ServeSettings, num_replicas: int = 1, num_cpus: 
 
 
 def start(settings: ServeSettings, num_cpus: int | None = None, num_replicas: int = 1, replica_cpus: float = 1.0,
-          blocking: bool = False) -> str:
-    """Starts local Ray (or joins RAY_ADDRESS), Serve's HTTP proxy on settings.host:port, and the app.
+          blocking: bool = False, address: str | None = None) -> str:
+    """Starts local Ray (or joins `address`, else RAY_ADDRESS), Serve's HTTP proxy on settings.host:port, and the app.
 
     Returns the base URL. Ray opens helper ports on all interfaces even when the HTTP proxy is on loopback
     (DESIGN.md §8): on a shared network, use Ray's token authentication and a network policy."""
@@ -151,7 +151,7 @@ def start(settings: ServeSettings, num_cpus: int | None = None, num_replicas: in
 
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
     if not ray.is_initialized():
-        address = os.environ.get("RAY_ADDRESS")
+        address = address or os.environ.get("RAY_ADDRESS")
         ray.init(address=address, num_cpus=None if address else num_cpus, include_dashboard=False,
                  log_to_driver=False, **({} if address else {"_node_ip_address": "127.0.0.1"}))
     _start_proxy(settings)

@@ -255,8 +255,15 @@ def test_rayservice_gpu_group_requests_a_gpu():
 
 
 def test_network_policy_keeps_ray_ports_inside_the_namespace():
-    policy = one(KUBERAY / "rayservice.yaml", "NetworkPolicy")
-    assert policy["spec"]["podSelector"]["matchLabels"] == {"app.kubernetes.io/name": "reasonrec-ray"}
+    policy = one(KUBERAY / "network-policy.yaml", "NetworkPolicy")
+    selector = policy["spec"]["podSelector"]["matchLabels"]
+    assert selector == {"app.kubernetes.io/name": "reasonrec-ray"}
+    for cluster in (rayservice()["spec"]["rayClusterConfig"], rayjob()["spec"]["rayClusterSpec"]):
+        groups = [cluster["headGroupSpec"], *cluster["workerGroupSpecs"]]
+        for group in groups:  # every Ray pod, the RayService's and the nearline RayJob's, is under the policy
+            assert selector.items() <= group["template"]["metadata"]["labels"].items()
+    # `kubectl create -f rayjob-nearline.yaml` runs once per job: a fixed-name object in it would fail the 2nd run
+    assert [d["kind"] for d in docs(KUBERAY / "rayjob-nearline.yaml")] == ["RayJob"]
     assert policy["spec"]["policyTypes"] == ["Ingress"]
     for rule in policy["spec"]["ingress"]:
         peers = rule["from"]
