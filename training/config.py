@@ -231,6 +231,44 @@ class ReasoningSFTConfig(Section):
     decode: ReasoningDecodeConfig = ReasoningDecodeConfig()
 
 
+class R2ecConfig(Section):
+    """R²ec trained with RecPO (r2ec.txt §4.2, App. C; the authors' RRec code where the text lost a value).
+
+    reasoning=False is the "w/o reasoning" control (§5.3): the same rec head on the history alone, trained
+    with the in-batch contrastive loss of Eq. 1. RecPO has no KL term (App. C), so there is no KL knob.
+    Defaults are the paper's: G = 4, temperature 1.5, top-k 200, clip ε 0.2/0.28, lr 1e-5, batch 24,
+    warm-up 32 steps, 512 new tokens; reward 0.95·NDCG@1000 + 0.05·softmax similarity (RRec
+    `reward_ndcg_k`, `reward_softmax_weight`); similarity: dot product of L2-normalised vectors / 0.02.
+    """
+
+    name: str = Field("r2ec_recpo", description="run label")
+    reasoning: bool = Field(True, description="False = the 'w/o reasoning' control (history alone, Eq. 1)")
+    steps: int = Field(200, ge=1)
+    prompts_per_step: int = Field(24, ge=1, description="users per step (App. C: batch size 24)")
+    group_size: int = Field(4, ge=1, description="G trajectories per user (§4.2.1)")
+    temperature: float = Field(1.5, gt=0, description="rollout temperature (§5.4.2, App. C)")
+    top_k: int = Field(200, ge=0, description="rollout top-k; 0 = the whole vocabulary")
+    max_think_tokens: int = Field(512, ge=0, description="reasoning tokens before </think> is forced")
+    advantage: Literal["grpo", "rloo"] = "grpo"
+    reward_ndcg_k: int = Field(1000, ge=1, description="k of the NDCG@k ranking reward")
+    reward_softmax_weight: float = Field(0.05, ge=0.0, le=1.0, description="β: r = (1-β) NDCG@k + β softmax")
+    reward_exclude_history: bool = Field(True, description="mask the user's history out of the reward ranking")
+    similarity_temperature: float = Field(0.02, gt=0, description="τ of s(u, v) = <h_u, e_v> / τ")
+    similarity_normalize: bool = Field(True, description="L2-normalise h_u and e_v before the dot product")
+    clip_low: float = Field(0.2, ge=0)
+    clip_high: float = Field(0.28, ge=0)
+    rec_weight: float = Field(1.0, ge=0, description="weight of the recommendation term of Eq. 8")
+    lr: float = Field(1e-5, gt=0)
+    weight_decay: float = Field(0.0, ge=0)
+    warmup_steps: int = Field(32, ge=0)
+    grad_clip: float = Field(1.0, gt=0)
+    refresh_every: int = Field(50, ge=1, description="steps between full recomputations of the item table")
+    max_item_tokens: int = Field(64, ge=2, description="item description prompt length cap")
+    eval_every: int = Field(50, ge=1)
+    patience: int = Field(3, ge=1)
+    seed: int = 0
+
+
 class RunConfig(Section):
     name: str = "sft"
     runs_dir: str = "runs"
@@ -244,6 +282,7 @@ class RunConfig(Section):
     rl: RLConfig = RLConfig()
     rechead: RecheadConfig = RecheadConfig()
     reasoning: ReasoningSFTConfig = ReasoningSFTConfig()
+    r2ec: R2ecConfig = R2ecConfig()
 
 
 def parse_override(text: str) -> tuple[list[str], object]:
