@@ -16,7 +16,9 @@ Decisions:
   `async recommend(query)` (vLLM, which batches continuously) is awaited directly instead, refused with 503 when
   `engine.max_queue` calls of this pipeline are already in flight on it.
 - Reasoning mode: ReasoningService (cached vector / CoT / fallback); fallback "direct" needs a direct engine on the
-  arm, else the arm falls back to "history_only".
+  arm, else the arm falls back to "history_only". Its blocking work runs in a worker thread, refused with 503 when
+  `engine.max_queue` reasoning calls of this pipeline are still running (a timed-out call counts until its thread
+  ends), so an overload sheds at once instead of piling abandoned work behind the timeout.
 - Cold start (no history in the request nor in Redis): popularity (mode_used "popularity", fallback "cold_start")
   or 404, as `cold_start` says. Redis unavailable and no history in the request: popularity with fallback
   "redis_unavailable" whatever `cold_start` says (the user may have a history: a 404 would be wrong, a 5xx is
@@ -114,6 +116,7 @@ class RecommendPipeline:
         self._batchers: dict[int, tuple[asyncio.AbstractEventLoop, MicroBatcher]] = {}
         self._warm: set[int] = set()
         self._in_flight: dict[int, int] = {}  # async engines: calls admitted and not finished
+        self._reasoning_running = 0  # reasoning calls whose worker thread has not finished
         self._labels = engine_labels(self.experiment.arms, self.engines)
         for engine in {id(e): e for e in self.engines.values()}.values():
             if is_async_engine(engine):
@@ -186,8 +189,7 @@ class RecommendPipeline:
     async def _reasoning(self, arm: ArmSettings, request: RecommendRequest, deadline: float) -> _Answer:
         service = self._service(arm)
         fallback = self.settings.reasoning_fallback if arm.name in self.engines else "history_only"
-        result = await service.recommend(request.user_id, request.history, request.k, request.exclude_seen,
-                                         fallback, request.explain)
+        result = await self._reasoning_answer(service, request, fallback)
         self._observe_reasoning(result)
         if result.path == "direct":
             return await self._direct_fallback(arm, request, result, deadline)
@@ -197,6 +199,35 @@ class RecommendPipeline:
             return self._cold_start(arm, request.k)
         return _Answer(result.items, "reasoning", result.path, result.fallback, result.explanation,
                        result.model_version)
+
+    async def _reasoning_answer(self, service: ReasoningService, request: RecommendRequest,
+                                fallback: str) -> ReasoningResult:
+        """`service.recommend_blocking` in a worker thread; refused at once (503 + Retry-After) while
+        `engine.max_queue` reasoning calls are running. A call abandoned at its timeout keeps running in its thread,
+        so it counts until the thread is done: under overload the backlog cannot grow behind requests already
+        answered 503, and the accepted ones keep a bounded wait."""
+        s, loop = self.settings.engine, asyncio.get_running_loop()
+        if self._reasoning_running >= s.max_queue:
+            raise EngineOverloaded(f"reasoning overloaded: {self._reasoning_running} requests running",
+                                   s.retry_after_s)
+        self._reasoning_running += 1
+
+        def run() -> ReasoningResult:
+            try:
+                return service.recommend_blocking(request.user_id, request.history, request.k, request.exclude_seen,
+                                                  fallback, request.explain)
+            finally:
+                loop.call_soon_threadsafe(self._reasoning_finished)
+
+        try:
+            future = loop.run_in_executor(None, run)
+        except RuntimeError:  # the executor refused the call (shutting down): it will never run
+            self._reasoning_finished()
+            raise
+        return await future
+
+    def _reasoning_finished(self) -> None:
+        self._reasoning_running -= 1
 
     async def _direct_fallback(self, arm: ArmSettings, request: RecommendRequest, result: ReasoningResult,
                                deadline: float) -> _Answer:

@@ -1,0 +1,129 @@
+"""Scenario `replica_kill`: the real Ray Serve stack (`serving.deployments.start`), one replica SIGKILLed.
+
+Local Ray on loopback with `replicas` replicas of the ingress deployment (native direct engine on the tiny
+policy, Rechead + MiniLM, real Redis). Clients keep requests in flight; one replica process (found by its Ray
+process title `ServeReplica:reasonrec`) is SIGKILLed; traffic goes on until Serve has started a replacement
+and it answers, then a little longer. Properties: no request runs past the client timeout (a hang), every answer
+is 200 or 503, Serve restarts the replica (a new process), and every request after that succeeds.
+
+One exception, measured and reported on its own (`in_flight_500`): a request that was inside the killed replica
+when it died is answered 500 "Internal Server Error" by Ray Serve's HTTP proxy itself (Ray 2.60
+`get_http_response_status` maps RayActorError to 500); the app never sees it. The check allows such answers only
+for requests that started before the kill, at most one per client.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+
+from loadtests.reliability.harness import (
+    Scenario,
+    Stack,
+    Traffic,
+    free_port,
+    latency_ms,
+    recommend,
+    seed_users,
+    timed,
+    user_histories,
+    wait_http,
+)
+
+CLIENT_TIMEOUT_S = 10.0
+
+
+def replica_processes() -> list:
+    """This process's descendants that are replicas of the reasonrec deployment (psutil.Process)."""
+    import psutil
+
+    found = []
+    for proc in psutil.Process().children(recursive=True):
+        try:
+            if "ServeReplica:reasonrec" in " ".join(proc.cmdline()):
+                found.append(proc)
+        except psutil.Error:
+            continue
+    return found
+
+
+def _wait_replicas(n: int, exclude: set[int], timeout_s: float) -> float | None:
+    """Seconds until `n` replica processes other than those of `exclude` (the killed one) run; None on timeout."""
+    start = time.monotonic()
+    while time.monotonic() - start < timeout_s:
+        if len({p.pid for p in replica_processes()} - exclude) >= n:
+            return time.monotonic() - start
+        time.sleep(0.5)
+    return None
+
+
+def run_replica_kill(stack: Stack, replicas: int = 2, workers: int = 4, restart_within_s: float = 150.0,
+                     after_s: float = 5.0) -> Scenario:
+    """SIGKILL one of `replicas` Serve replicas under traffic; wait for Serve to replace it; judge."""
+    from serving import deployments
+
+    scenario = Scenario("replica_kill" if replicas > 1 else "replica_kill_single",
+                        injected=f"SIGKILL of 1 of {replicas} Ray Serve replicas under {workers} clients")
+    users = user_histories(8, "replica")
+    with timed(scenario):
+        settings = stack.settings("rel_replica", port=free_port(), request_timeout_s=2.0)
+        seed_users(settings, users)
+        for name, value in deployments.REPLICA_ENV.items():
+            os.environ.setdefault(name, value)
+        token = os.environ.pop(deployments.ADMIN_TOKEN_ENV, None)
+        try:
+            url = deployments.start(settings, num_cpus=2, num_replicas=replicas, replica_cpus=1.0 / replicas)
+            startup_s = wait_http(url, "/readyz", 240)
+            names = sorted(users)
+
+            def make(w: int, i: int):
+                if w % 2:
+                    return recommend(names[(w + i) % len(names)], None, k=5, arm="reasoning")
+                return recommend(f"replica-{w}-{i}", ["1", "2", "3"], k=5, arm="direct")
+
+            before = {p.pid for p in replica_processes()}
+            with Traffic(url, make, workers=workers, seconds=restart_within_s + 60, max_requests=100_000,
+                         timeout_s=CLIENT_TIMEOUT_S, pace_s=0.05) as traffic:
+                time.sleep(3.0)
+                victim = replica_processes()[0].pid
+                traffic.mark("kill")
+                os.kill(victim, signal.SIGKILL)
+                restarted_s = _wait_replicas(replicas, {victim}, restart_within_s)
+                ready_s = wait_http(url, "/readyz", 60) if restarted_s is not None else None
+                traffic.mark("restarted")
+                time.sleep(after_s + (5.0 if replicas == 1 else 0.0))
+                traffic.mark("settled")
+                time.sleep(after_s)
+            after = {p.pid for p in replica_processes()}
+        finally:
+            deployments.stop()
+            if token is not None:
+                os.environ[deployments.ADMIN_TOKEN_ENV] = token
+        _judge(scenario, traffic, victim, before, after, replicas, startup_s, restarted_s, ready_s)
+    return scenario
+
+
+def _judge(scenario: Scenario, traffic: Traffic, victim: int, before: set[int], after: set[int], replicas: int,
+           startup_s: float, restarted_s: float | None, ready_s: float | None) -> None:
+    outcomes = traffic.outcomes
+    scenario.count(outcomes)
+    kill = traffic.marks["kill"]
+    in_flight_500 = [o for o in outcomes if o.status == 500 and o.started < kill]
+    other = [o for o in outcomes if o.status not in (200, 503) and o not in in_flight_500]
+    settled = traffic.between("settled", "end")
+    scenario.compared = (f"replica pids before {sorted(before)} -> after {sorted(after)}; answers after the "
+                         f"replacement: {sum(o.status == 200 for o in settled)}/{len(settled)} 200")
+    scenario.metrics = {"replicas": replicas, "killed_pid": victim, "startup_s": round(startup_s, 1),
+                        "replica_back_s": None if restarted_s is None else round(restarted_s, 1),
+                        "ready_again_s": None if ready_s is None else round(ready_s, 1),
+                        "in_flight_500": len(in_flight_500), "timeouts": sum(o.status == "timeout" for o in outcomes),
+                        "during_outage": latency_ms(traffic.between("kill", "restarted"), None), **latency_ms(outcomes)}
+    scenario.check("no request hangs past the client timeout", not any(o.status == "timeout" for o in outcomes))
+    scenario.check("every answer 200 or 503 (but Ray's 500 for requests inside the killed replica)", not other)
+    scenario.check("Ray's in-flight 500s: at most one per client", len(in_flight_500) <= 4)
+    scenario.check("Serve started a replacement replica", restarted_s is not None and victim not in after
+                   and len(after) == replicas)
+    scenario.check("every request after the replacement succeeds", settled and all(o.status == 200 for o in settled))
+    scenario.notes = ("Ray Serve's proxy answers 500 for a request in flight inside a replica that dies "
+                      "(RayActorError); a client retry, or a gateway retry on idempotent calls, covers it")
