@@ -5,17 +5,17 @@ FAISS, Redis client. A separate engine deployment behind a handle costs a hop of
 (DESIGN.md §8) — more than a tiny model's whole beam search — so engines live in the ingress replica; scale
 out with `num_replicas` (each replica loads its own models).
 
-Hot reload without dropping requests: the replica's ASGI callable forwards to the *current* FastAPI app;
-`reload()` builds a new pipeline first and swaps only if every arm loaded, so a bad bundle leaves the old
-pipeline serving. Requests already inside the old app finish on it; it is closed after `DRAIN_S`.
-Reload by `POST /admin/reload` or by a new `user_config` (Ray calls `reconfigure`). The admin call needs
-`Authorization: Bearer $REASONREC_ADMIN_TOKEN` when that variable is set in the replica, else it is accepted from
-loopback clients only; the token is compared in constant time and never logged.
-"""
+Hot reload without dropping requests: the replica's ASGI callable forwards to the *current* FastAPI app; `reload()`
+builds a new pipeline first and swaps only if every arm loaded, so a bad bundle leaves the old pipeline serving;
+direct engines whose bundle files did not change are taken over, not started again. Requests already inside the old
+app finish on it; it is closed after `DRAIN_S`. Reload by `POST /admin/reload` or by a new `user_config` (Ray calls
+`reconfigure`). The admin call needs `Authorization: Bearer $REASONREC_ADMIN_TOKEN` when that variable is set in the
+replica, else it is accepted from loopback clients only; the token is compared in constant time and never logged."""
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import hmac
 import json
 import logging
@@ -35,11 +35,12 @@ REPLICA_ENV = {"VLLM_ENABLE_V1_MULTIPROCESSING": "0", "VLLM_CPU_KVCACHE_SPACE": 
                "VLLM_NO_USAGE_STATS": "1", "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
 
 
-def _build(settings: ServeSettings):
+def _build(settings: ServeSettings, reuse=None):
     from serving.app import build_app
     from serving.loading import build_pipeline_from_settings
 
-    pipeline = build_pipeline_from_settings(settings, warm=False)  # warmed on the replica's loop (vLLM's AsyncLLM)
+    # warmed on the replica's loop (vLLM's AsyncLLM); a reload takes over the unchanged engines of `reuse`
+    pipeline = build_pipeline_from_settings(settings, warm=False, reuse=reuse)
     return pipeline, build_app(pipeline)
 
 
@@ -67,24 +68,23 @@ class RecommendIngress:
     async def reload(self, settings: ServeSettings | None = None) -> dict:
         """Load `settings` (default: the current ones, re-reading every bundle); swap only if all arms load."""
         async with self._reloading:
-            settings = settings or self.settings
+            settings, old = settings or self.settings, self.pipeline
             try:
-                pipeline, app = await asyncio.to_thread(_build, settings)
+                pipeline, app = await asyncio.to_thread(_build, settings, old)
             except Exception as err:  # noqa: BLE001 - e.g. an unwritable feedback log: refused, not a 500
                 log.exception("reload failed, the old pipeline keeps serving")
                 return {"reloaded": False, "errors": {"pipeline": f"{type(err).__name__}: {err}"}}
             if pipeline.load_errors:
-                pipeline.close()
+                pipeline.close(keep=old.loaded_models())
                 return {"reloaded": False, "errors": pipeline.load_errors}
             try:
                 await pipeline.warm_async()
             except Exception as err:  # noqa: BLE001 - a model that cannot answer its warm-up is not swapped in
                 log.exception("reload: warm-up failed, the old pipeline keeps serving")
-                pipeline.close()
+                pipeline.close(keep=old.loaded_models())
                 return {"reloaded": False, "errors": {"warm-up": f"{type(err).__name__}: {err}"}}
-            old = self.pipeline
             self.settings, self.pipeline, self.current_app = settings, pipeline, app
-            asyncio.get_running_loop().call_later(DRAIN_S, old.close)
+            asyncio.get_running_loop().call_later(DRAIN_S, functools.partial(old.close, keep=pipeline.loaded_models()))
             return {"reloaded": True, "versions": {m.arm: m.bundle_version for m in pipeline.models().models}}
 
     async def reconfigure(self, user_config: dict[str, Any]) -> None:

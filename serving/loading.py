@@ -6,10 +6,11 @@ an arm naming an engine without a factory is a configuration error raised at onc
 
 A bundle that fails to load (missing, altered, pinned to another version) does not stop the server: the arm is
 recorded in `load_errors`, answers 503 with the reason, and /readyz lists it. Arms naming the same bundle with the
-same engine share one loaded model (and one micro-batcher). A reasoning arm gets the engine of the experiment's
-first direct arm when `reasoning_fallback` is "direct" (its direct fallback); with none, it falls back to
-history-only. Only the active (first) experiment is loaded.
-"""
+same engine share one loaded model (and one micro-batcher). A reload (`reuse=` the serving pipeline) keeps the
+direct engines whose engine kind, bundle path, engine settings and bundle files (content hash) are unchanged, so an
+unchanged vLLM engine is not started twice; reasoning services are always rebuilt (they hold the store). A reasoning
+arm gets the engine of the experiment's first direct arm when `reasoning_fallback` is "direct" (its direct
+fallback); with none, it falls back to history-only. Only the active (first) experiment is loaded."""
 
 from __future__ import annotations
 
@@ -20,7 +21,7 @@ from feature_store.store import FeatureStore
 from serving.engine import DirectEngine
 from serving.feedback import build_feedback_log
 from serving.metrics import ServingMetrics
-from serving.pipeline import RecommendPipeline
+from serving.pipeline import RecommendPipeline, version_of
 from serving.popularity import Popularity
 from serving.reasoning import ReasoningService
 from serving.settings import ArmSettings, ServeSettings
@@ -67,16 +68,18 @@ def build_store(settings: ServeSettings) -> FeatureStore:
 
 
 def build_pipeline_from_settings(settings: ServeSettings, encoder: TextEncoder | None = None,
-                                 warm: bool = True) -> RecommendPipeline:
+                                 warm: bool = True, reuse: RecommendPipeline | None = None) -> RecommendPipeline:
     """Load every arm of the active experiment and assemble the pipeline (warmed unless warm=False).
 
-    encoder: the Rechead's text encoder (default: MiniLM); tests pass a fake."""
+    encoder: the Rechead's text encoder (default: MiniLM); tests pass a fake. reuse: the pipeline being replaced
+    (a reload): its unchanged direct engines are taken over instead of loaded again (close it with
+    `keep=new.loaded_models()`)."""
     experiment = settings.experiments[0]
     for arm in experiment.arms:
         if arm.mode == "direct":
             engine_factory(arm)
     store = build_store(settings)
-    engines, services, errors = _load_arms(settings, experiment.arms, store, encoder)
+    engines, services, errors = _load_arms(settings, experiment.arms, store, encoder, reusable_engines(reuse, settings))
     _share_direct_fallback(settings, experiment.arms, engines)
     popularity = _popularity(settings, experiment.arms, engines, services)
     metrics = ServingMetrics([a.name for e in settings.experiments for a in e.arms], settings.namespace)
@@ -87,15 +90,45 @@ def build_pipeline_from_settings(settings: ServeSettings, encoder: TextEncoder |
     return pipeline
 
 
+def reusable_engines(old: RecommendPipeline | None, settings: ServeSettings) -> dict[tuple[str, str], DirectEngine]:
+    """(engine kind, resolved bundle path) -> a direct engine of `old` that `settings` may take over: same engine
+    settings; whether its bundle files are unchanged is checked when the arm is loaded (`_reused_engine`)."""
+    if old is None or old.settings.engine != settings.engine:
+        return {}
+    return {(arm.engine, str(old.settings.bundle_path(arm.bundle).resolve())): old.engines[arm.name]
+            for arm in old.experiment.arms if arm.mode == "direct" and arm.name in old.engines}
+
+
+def _reused_engine(settings: ServeSettings, arm: ArmSettings, reusable: dict) -> DirectEngine | None:
+    """The old engine for this direct arm when the bundle's manifest reads and its version and the files' content
+    hash both still equal the engine's version (anything else: None, and the arm loads or fails as usual)."""
+    from training.bundle import BundleError, compute_bundle_version, read_manifest
+
+    path = settings.bundle_path(arm.bundle)
+    engine = reusable.get((arm.engine, str(path.resolve()))) if arm.mode == "direct" else None
+    if engine is None or not path.is_dir():
+        return None
+    try:
+        recorded = read_manifest(path).get("bundle_version")
+    except (BundleError, OSError, ValueError):
+        return None
+    version = compute_bundle_version(path)
+    if not version == recorded == version_of(engine) or arm.bundle_version not in (None, version):
+        return None
+    log.info("arm %s: bundle %s unchanged (%s), engine kept", arm.name, arm.bundle, version)
+    return engine
+
+
 def _load_arms(settings: ServeSettings, arms: list[ArmSettings], store: FeatureStore,
-               encoder: TextEncoder | None) -> tuple[dict, dict, dict]:
+               encoder: TextEncoder | None, reusable: dict | None = None) -> tuple[dict, dict, dict]:
     """(engines, services, load errors) by arm name; arms with the same model share it."""
     engines, services, errors, loaded = {}, {}, {}, {}
     for arm in arms:
         key = (arm.mode, arm.engine, arm.bundle, arm.bundle_version)
         try:
             if key not in loaded:
-                loaded[key] = _load_model(settings, arm, store, encoder)
+                loaded[key] = _reused_engine(settings, arm, reusable or {}) or _load_model(settings, arm, store,
+                                                                                            encoder)
         except Exception as err:  # noqa: BLE001 - any load failure: the arm answers 503, /readyz says why
             log.exception("arm %s: bundle %s failed to load", arm.name, arm.bundle)
             errors[arm.name] = f"{type(err).__name__}: {err}"

@@ -414,13 +414,20 @@ class RecommendPipeline:
             reasons.append(f"redis unreachable: {str(err) or 'PING timed out'}")
         return not reasons, reasons
 
-    def close(self) -> None:
-        """Stop the batchers and the engines that can be shut down, close the feedback log and the store."""
+    def loaded_models(self) -> list:
+        """Every loaded engine and reasoning service, each once (what `close(keep=...)` of a replaced pipeline
+        must leave running when this pipeline took some of them over)."""
+        return self._models()
+
+    def close(self, keep: Sequence[object] = ()) -> None:
+        """Stop the batchers and the engines that can be shut down (except those in `keep`, now serving in another
+        pipeline), close the feedback log and the store."""
         for _, batcher in self._batchers.values():
             batcher.close()
         self._batchers.clear()
+        kept = {id(model) for model in keep}
         for model in self._models():
-            if hasattr(model, "shutdown"):
+            if hasattr(model, "shutdown") and id(model) not in kept:
                 model.shutdown()
         self.feedback_log.close()
         self.store.close()

@@ -95,3 +95,48 @@ def test_a_pinned_version_that_differs_is_a_load_error(redis_url, tmp_path, rech
     assert "pins 'deadbeef'" in pipeline.load_errors["reasoning"]
     assert loading.build_store(pinned).namespace == "t"
     pipeline.close()
+
+
+class ShutdownCounter:
+    """Wraps the real native factory; counts engines built and shut down."""
+
+    def __init__(self):
+        self.built, self.shut = [], []
+
+    def __call__(self, settings, arm):
+        engine = loading.build_native_engine(settings, arm)
+        engine.shutdown = lambda engine=engine: self.shut.append(engine)
+        self.built.append(engine)
+        return engine
+
+
+@pytest.mark.slow
+def test_a_reload_keeps_unchanged_engines_and_reloads_changed_ones(redis_url, tmp_path, policy_bundle,
+                                                                   rechead_bundle, hash_encoder, monkeypatch):
+    import shutil
+
+    counter = ShutdownCounter()
+    monkeypatch.setitem(ENGINE_FACTORIES, "native", counter)
+    settings = settings_for(redis_url, tmp_path, policy_bundle, rechead_bundle)
+    first = build_pipeline_from_settings(settings, encoder=hash_encoder, warm=False)
+    same = build_pipeline_from_settings(settings, encoder=hash_encoder, warm=False, reuse=first)
+    assert same.engines["direct"] is first.engines["direct"] and len(counter.built) == 1
+    first.close(keep=same.loaded_models())
+    assert counter.shut == []  # the engine now serving in `same` is left running
+
+    copy = tmp_path / "sft_copy"
+    shutil.copytree(policy_bundle, copy)
+    moved = build_pipeline_from_settings(settings_for(redis_url, tmp_path, copy, rechead_bundle),
+                                         encoder=hash_encoder, warm=False, reuse=same)
+    assert moved.engines["direct"] is not same.engines["direct"] and len(counter.built) == 2  # another path
+
+    other_beam = settings.model_copy(update={"engine": settings.engine.model_copy(update={"beam_width": 3})})
+    rebuilt = build_pipeline_from_settings(other_beam, encoder=hash_encoder, warm=False, reuse=same)
+    assert rebuilt.engines["direct"] is not same.engines["direct"]  # other engine settings
+    (copy / "catalog.json").write_text((copy / "catalog.json").read_text() + " ")
+    altered = build_pipeline_from_settings(settings_for(redis_url, tmp_path, copy, rechead_bundle),
+                                           encoder=hash_encoder, warm=False, reuse=moved)
+    assert "direct" not in altered.engines and "changed" in altered.load_errors["direct"]  # not reused, refused
+    for pipeline in (same, moved, rebuilt, altered):
+        pipeline.close()
+    assert len(counter.shut) == 3
