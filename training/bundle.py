@@ -8,6 +8,8 @@
     <bundle>/policy/         HF-format causal LM, loadable by vLLM (policy bundles)
     <bundle>/model/          baseline weights + config (baseline bundles)
     <bundle>/rechead/        Rechead weights + config; item_embeddings.npy [N, d] (rechead bundles)
+    <bundle>/r2ec/           R²ec rec-head settings; policy/ is its backbone, item_embeddings.npy its
+                             item table [N, d] (r2ec bundles; training/reasoning/r2ec_recommender.py)
 
 The manifest also records `generation` (how to build prompts and decode: identifier
 scheme, prompt layout, max history, beam width, backend), `source` (a hash of the
@@ -34,6 +36,8 @@ REQUIRED = {
     "policy": ["catalog.json", "identifiers/scheme.json", "tokenizer", "policy/config.json"],
     "baseline": ["catalog.json", "model"],
     "rechead": ["catalog.json", "rechead/config.json", "rechead/model.pt", "item_embeddings.npy"],
+    "r2ec": ["catalog.json", "identifiers/scheme.json", "tokenizer", "policy/config.json", "r2ec/config.json",
+             "item_embeddings.npy"],
 }
 
 

@@ -219,6 +219,33 @@ def train_rechead_cmd(
         metrics = evaluate_rechead_bundle(done["cfg"], done["bundle"], done["catalog"], done["split"], done["device"])
     print_metrics(console, metrics.get("recommender", "rechead"), metrics)
 
+
+@train_app.command("r2ec")
+def train_r2ec_cmd(
+    config: str = CONFIG_OPT, overrides: list[str] = OVERRIDES_ARG,
+    from_bundle: Path | None = typer.Option(None, help="an SFT policy bundle whose weights, tokenizer and "
+                                            "identifiers start R2ec (default: a fresh model of the policy section)"),
+    force: bool = typer.Option(False, help="retrain even if a bundle of these settings exists"),
+) -> None:
+    """R2ec: one LM with a rec head, trained with RecPO (r2ec.reasoning=false: the w/o-reasoning control);
+    writes its bundle and scores it on test (greedy reasoning, then one rec-head ranking over the catalog)."""
+    done = {}
+
+    def train(cfg, catalog, split, device):
+        from training.reasoning.r2ec_bundle import train_r2ec_bundle
+
+        bundle, written = train_r2ec_bundle(cfg, catalog, split, parent=from_bundle, device=device, force=force)
+        done.update(cfg=cfg, bundle=bundle, catalog=catalog, split=split, device=device)
+        return bundle, written
+
+    _train_bundle(_config(config, overrides), train)
+    with _clear_errors():
+        from training.reasoning.r2ec_bundle import evaluate_r2ec_bundle
+
+        metrics = evaluate_r2ec_bundle(done["cfg"], done["bundle"], done["catalog"], done["split"], done["device"])
+    print_metrics(console, metrics.get("recommender", "r2ec"), metrics)
+
+
 @baseline_app.command("train")
 def baseline_train(
     model: str = typer.Option(..., help="pop | sasrec | gru4rec"),

@@ -264,6 +264,10 @@ class R2ecConfig(Section):
     grad_clip: float = Field(1.0, gt=0)
     refresh_every: int = Field(50, ge=1, description="steps between full recomputations of the item table")
     max_item_tokens: int = Field(64, ge=2, description="item description prompt length cap")
+    item_prompt: Literal["text", "identifier_text"] = Field(
+        "text", description="e_v's prompt: the item text (the paper), or the item's identifier tokens + its text "
+        "(a word-level tiny base knows its items by their ids)")
+    valid_samples: int = Field(500, ge=0, description="seeded validation subset for early stopping; 0 = none")
     eval_every: int = Field(50, ge=1)
     patience: int = Field(3, ge=1)
     seed: int = 0

@@ -24,7 +24,7 @@ from training.text import shorten
 Loader = Callable[[Path, dict, str], Recommender]
 LOADERS: dict[str, Loader] = {}
 # Kinds whose loader lives in another module, imported only when such a bundle is loaded (keeps the import set small).
-LOADER_MODULES = {"rechead": "training.reasoning.rechead_recommender"}
+LOADER_MODULES = {"rechead": "training.reasoning.rechead_recommender", "r2ec": "training.reasoning.r2ec_recommender"}
 MODES = ("direct", "reasoning")
 
 
