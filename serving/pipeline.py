@@ -17,8 +17,8 @@ Decisions:
   `engine.max_queue` calls of this pipeline are already in flight on it.
 - Reasoning mode: ReasoningService (cached vector / CoT / fallback); fallback "direct" needs a direct engine on the
   arm, else the arm falls back to "history_only". Its blocking work runs in a worker thread, refused with 503 when
-  `engine.max_queue` reasoning calls of this pipeline are still running (a timed-out call counts until its thread
-  ends), so an overload sheds at once instead of piling abandoned work behind the timeout.
+  `reasoning_max_in_flight` reasoning calls of this pipeline are still running (a timed-out call counts until its
+  thread ends), so an overload sheds at once instead of piling abandoned work behind the timeout.
 - Cold start (no history in the request nor in Redis): popularity (mode_used "popularity", fallback "cold_start")
   or 404, as `cold_start` says. Redis unavailable and no history in the request: popularity with fallback
   "redis_unavailable" whatever `cold_start` says (the user may have a history: a 404 would be wrong, a 5xx is
@@ -203,13 +203,13 @@ class RecommendPipeline:
     async def _reasoning_answer(self, service: ReasoningService, request: RecommendRequest,
                                 fallback: str) -> ReasoningResult:
         """`service.recommend_blocking` in a worker thread; refused at once (503 + Retry-After) while
-        `engine.max_queue` reasoning calls are running. A call abandoned at its timeout keeps running in its thread,
-        so it counts until the thread is done: under overload the backlog cannot grow behind requests already
-        answered 503, and the accepted ones keep a bounded wait."""
-        s, loop = self.settings.engine, asyncio.get_running_loop()
-        if self._reasoning_running >= s.max_queue:
+        `reasoning_max_in_flight` reasoning calls are running. A call abandoned at its timeout keeps running in its
+        thread, so it counts until the thread is done: under overload the backlog cannot grow behind requests
+        already answered 503, and the accepted ones keep a bounded wait."""
+        loop, limit = asyncio.get_running_loop(), self.settings.reasoning_max_in_flight
+        if self._reasoning_running >= limit:
             raise EngineOverloaded(f"reasoning overloaded: {self._reasoning_running} requests running",
-                                   s.retry_after_s)
+                                   self.settings.engine.retry_after_s)
         self._reasoning_running += 1
 
         def run() -> ReasoningResult:

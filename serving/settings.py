@@ -98,6 +98,7 @@ class ServeSettings(Section):
     namespace: str = Field("reasonrec", min_length=1)
     cold_start: Literal["popularity", "404"] = "popularity"
     reasoning_fallback: Literal["direct", "history_only"] = "direct"
+    reasoning_max_in_flight: int = Field(32, ge=1, description="reasoning calls running at once; more -> 503")
     feedback_log: str = Field("runs/serve/feedback.jsonl", min_length=1, description='a JSONL path, or "redis"')
     engine: EngineSettings = EngineSettings()
     ui: UiSettings = UiSettings()

@@ -40,7 +40,7 @@ MAX_SLOPE_MB_PER_MIN = 4.0
 
 
 def overload_settings(stack: Stack):
-    return stack.settings("rel_load", engine=ENGINE, request_timeout_s=2.0)
+    return stack.settings("rel_load", engine=ENGINE, reasoning_max_in_flight=ENGINE["max_queue"], request_timeout_s=2.0)
 
 
 def _mode_request(mode: str, users: list[str]):

@@ -239,3 +239,33 @@ def test_an_engine_that_batches_itself_is_awaited_directly(settings, store):
         ask(slow, user, ["1"])
     pipeline.close()
     assert engine.shut_down
+
+
+def test_reasoning_calls_beyond_the_in_flight_limit_are_refused_at_once(settings, store, rechead_bundle,
+                                                                        hash_encoder):
+    import threading
+
+    gate = threading.Event()
+    service = make_service(rechead_bundle, store, hash_encoder)
+    blocking = service.recommend_blocking
+
+    def held(*args):
+        gate.wait(5)
+        return blocking(*args)
+
+    service.recommend_blocking = held
+    pipeline = make_pipeline(settings.model_copy(update={"reasoning_max_in_flight": 2}), store, service)
+
+    async def burst():
+        calls = [asyncio.create_task(pipeline.recommend(
+            RecommendRequest(user_id=f"r{i}", history=["1"], k=2), "reasoning")) for i in range(3)]
+        await asyncio.sleep(0.2)
+        refused = calls[2].done() and isinstance(calls[2].exception(), EngineOverloaded)
+        gate.set()
+        return refused, await asyncio.gather(*calls, return_exceptions=True)
+
+    refused_at_once, out = asyncio.run(burst())
+    assert refused_at_once and "2 requests running" in out[2].detail
+    assert [type(o).__name__ for o in out[:2]] == ["RecommendResponse", "RecommendResponse"]
+    assert asyncio.run(pipeline.recommend(RecommendRequest(user_id="r9", history=["1"], k=2), "reasoning")).items
+    pipeline.close()
