@@ -11,7 +11,7 @@ Stage 2 (the trie-constrained answer) lives in `recommender.py`.
 
 from __future__ import annotations
 
-from collections.abc import Collection, Sequence
+from collections.abc import Callable, Collection, Sequence
 
 import torch
 
@@ -44,6 +44,18 @@ def generate_thoughts(model, prompts: Sequence[list[int]], n: int, think_end_id:
 
     Rows are prompt-major: row r = prompt r // n, CoT r % n.
     """
+    return sample_thoughts(model, prompts, n, think_end_id, pad_id, banned, max_new_tokens,
+                           lambda logits: pick_next_tokens(logits, temperature, top_p, generator))
+
+
+@torch.inference_mode()
+def sample_thoughts(model, prompts: Sequence[list[int]], n: int, stop_id: int, pad_id: int,
+                    banned: Collection[int], max_new_tokens: int, draw: Callable[[torch.Tensor], torch.Tensor],
+                    mask_positions: bool = False) -> list[list[Thought]]:
+    """The KV-cached loop behind every free-text decoder: the prompts encoded once (left padded), their cache
+    repeated n times, then one `draw(logits [rows, V]) -> token ids [rows]` per step, `banned` never drawn, until
+    each row writes `stop_id` or `max_new_tokens` are written. mask_positions: position ids follow the attention
+    mask (a left-padded prompt sees the positions of its unpadded forward); else the model's default positions."""
     if n < 1 or max_new_tokens < 0:
         raise ValueError(f"need n >= 1 and max_new_tokens >= 0, got n={n}, max_new_tokens={max_new_tokens}")
     device = next(model.parameters()).device
@@ -53,25 +65,33 @@ def generate_thoughts(model, prompts: Sequence[list[int]], n: int, think_end_id:
     if max_new_tokens == 0 or not prompts:
         return _group(written, closed, n)
     ids, attention = (t.to(device) for t in pad_rows(prompts, pad_id, side="left"))
-    out = model(input_ids=ids, attention_mask=attention, use_cache=True, logits_to_keep=1)
+    positions = (attention.cumsum(dim=1) - 1).clamp(min=0) if mask_positions else None
+    out = model(input_ids=ids, attention_mask=attention, use_cache=True, logits_to_keep=1,
+                **({"position_ids": positions} if mask_positions else {}))
     cache, logits = cache_of(out), out.logits[:, -1].float().index_select(0, rows)
     cache.reorder_cache(rows)
     attention = attention.index_select(0, rows)
+    position = positions[:, -1:].index_select(0, rows) if mask_positions else None
     ban = torch.tensor(sorted(banned), dtype=torch.long, device=device)
     for step in range(max_new_tokens):
         logits[:, ban] = float("-inf")
-        tokens = pick_next_tokens(logits, temperature, top_p, generator)
+        tokens = draw(logits)
         for row, token in enumerate(tokens.tolist()):
             if closed[row]:
                 continue
-            if token == think_end_id:
+            if token == stop_id:
                 closed[row] = True
             else:
                 written[row].append(token)
         if all(closed) or step == max_new_tokens - 1:
             break
         attention = torch.cat([attention, torch.ones_like(attention[:, :1])], dim=1)
-        out = model(input_ids=tokens[:, None], attention_mask=attention, use_cache=True, **with_cache(model, cache))
+        extra = {}
+        if mask_positions:
+            position = position + 1
+            extra["position_ids"] = position
+        out = model(input_ids=tokens[:, None], attention_mask=attention, use_cache=True,
+                    **with_cache(model, cache), **extra)
         cache, logits = cache_of(out), out.logits[:, -1].float()
     return _group(written, closed, n)
 
