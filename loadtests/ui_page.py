@@ -13,9 +13,6 @@ from __future__ import annotations
 
 import argparse
 import shutil
-import threading
-import time
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -47,26 +44,6 @@ def chromium_path() -> str:
     if not found:
         raise FileNotFoundError("no chromium found: `apt-get install -y chromium` (make test installs it)")
     return found
-
-
-@contextmanager
-def serve_in_thread(app, port: int, timeout_s: float = 30):
-    """The ASGI app under uvicorn on 127.0.0.1:`port` in a daemon thread, until the block ends."""
-    import uvicorn
-
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + timeout_s
-    while not server.started:
-        if time.monotonic() > deadline or not thread.is_alive():
-            raise RuntimeError(f"uvicorn did not start on port {port}")
-        time.sleep(0.05)
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        thread.join(timeout=10)
 
 
 def drive_page(base: str, user_id: str, shots: Path | None = None, timeout_ms: int = 20_000) -> PageReport:
@@ -130,7 +107,8 @@ def main() -> None:
     parser.add_argument("--max-think-tokens", type=int, default=256)
     parser.add_argument("--out", type=Path, default=SHOTS)
     args = parser.parse_args()
-    from feature_store.local_redis import RedisServer, free_port
+    from feature_store.local_redis import RedisServer
+    from loadtests.reliability.harness import ThreadServer
     from serving.app import build_app
     from serving.demo import load_histories, run_nearline
     from serving.loading import build_pipeline_from_settings
@@ -148,8 +126,8 @@ def main() -> None:
             f"feedback_log={work / 'feedback.jsonl'}", f"ui.split_dir={args.split_dir}"])
         pipeline = build_pipeline_from_settings(settings, warm=True)
         try:
-            with serve_in_thread(build_app(pipeline), free_port()) as base:
-                report = drive_page(base, user, args.out)
+            with ThreadServer(build_app(pipeline)) as server:
+                report = drive_page(server.url, user, args.out)
         finally:
             pipeline.close()
     print(report)

@@ -81,7 +81,7 @@ class DedupeWindow:
         return len(self._keys)
 
     def add(self, key: str, received_at: float) -> None:
-        newest = next(reversed(self._keys.values()), received_at) if self._keys else received_at
+        newest = next(reversed(self._keys.values()), received_at)
         self._keys.pop(key, None)
         self._keys[key] = max(received_at, newest)  # a clock step back never reorders the window
 

@@ -54,12 +54,6 @@ def add_ui(app: FastAPI, pipeline: RecommendPipeline) -> None:
     """Mount the page and its API on `app` (see the module docstring)."""
     settings = pipeline.settings.ui
     users = UserDirectory(pipeline_catalog(pipeline), pipeline.store, settings.split_dir, settings.max_users)
-    split_lock = asyncio.Lock()
-
-    async def directory() -> UserDirectory:
-        async with split_lock:  # the first call loads the split folder, once
-            await asyncio.to_thread(users.split)
-        return users
 
     app.mount("/ui/static", StaticFiles(directory=STATIC), name="ui-static")
 
@@ -78,13 +72,13 @@ def add_ui(app: FastAPI, pipeline: RecommendPipeline) -> None:
 
     @app.get("/ui/api/users", tags=["ui"])
     async def user_ids(prefix: Annotated[str, Query(max_length=128)] = "") -> dict:
-        found, source = await asyncio.to_thread((await directory()).user_ids, prefix)
+        found, source = await asyncio.to_thread(users.user_ids, prefix)
         return {"users": found, "source": source}
 
     @app.get("/ui/api/users/{user_id}", tags=["ui"], responses={404: {"description": "unknown user"}})
     async def user(user_id: UserIdParam) -> JSONResponse:
         try:
-            view = await asyncio.to_thread((await directory()).view, user_id)
+            view = await asyncio.to_thread(users.view, user_id)
         except UserLookupError as err:
             raise UnknownUser(str(err)) from None
         body = dict(asdict(view), arm=pipeline.experiment.assign(user_id))

@@ -8,6 +8,7 @@ instead and `history_source` says so. A user known to neither is unknown (404).
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -65,19 +66,24 @@ class UserDirectory:
         self._split: SplitData | None = None
         self._split_error: str | None = None
         self._loaded = split_dir is None
+        self._load_lock = threading.Lock()
 
     def split(self) -> SplitData | None:
-        """The split (blocking on first call); None without one or when it failed to load (logged once)."""
-        if not self._loaded:
-            from training.data.store import load_split
-
-            try:
-                self._split = load_split(Path(self.split_dir))
-            except (OSError, ValueError, RuntimeError) as err:
-                self._split_error = f"split folder {self.split_dir!r} not loaded: {err}"
-                log.warning(self._split_error)
-            self._loaded = True
+        """The split (the first call loads it, once, blocking); None without one or when it failed to load."""
+        with self._load_lock:
+            if not self._loaded:
+                self._load_split()
         return self._split
+
+    def _load_split(self) -> None:
+        from training.data.store import load_split
+
+        try:
+            self._split = load_split(Path(self.split_dir))
+        except (OSError, ValueError, RuntimeError) as err:
+            self._split_error = f"split folder {self.split_dir!r} not loaded: {err}"
+            log.warning(self._split_error)
+        self._loaded = True
 
     def user_ids(self, prefix: str = "") -> tuple[list[str], str]:
         """(up to max_users ids starting with `prefix`, source "split" | "redis")."""

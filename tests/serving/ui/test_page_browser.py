@@ -6,10 +6,10 @@ from __future__ import annotations
 import pytest
 
 from feature_store.schema import UserFeatures, encode_history
-from loadtests.ui_page import drive_page, serve_in_thread
+from loadtests.reliability.harness import ThreadServer
+from loadtests.ui_page import drive_page
 from serving.app import build_app
 from tests.conftest import make_tiny_dataset
-from tests.redis_server import free_port
 from tests.serving.fakes import make_pipeline, make_service, make_settings, make_store
 from training.cot.teacher import STAGE_LABELS
 from training.data.split import build_split
@@ -32,8 +32,8 @@ def base(redis_url, tmp_path, rechead_bundle, hash_encoder):
         store.write([UserFeatures("1", 1.0, {"history": encode_history(TRAIN_1), "cot": COT,
                                              "answer": '["6"]'})])
         pipeline = make_pipeline(settings, store, make_service(rechead_bundle, store, hash_encoder))
-        with serve_in_thread(build_app(pipeline), free_port()) as url:
-            yield url
+        with ThreadServer(build_app(pipeline)) as server:
+            yield server.url
         pipeline.close()
 
 
