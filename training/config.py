@@ -105,6 +105,9 @@ class RLConfig(Section):
     """One RL engine, parts picked by name (DESIGN.md §5); the recipes in training/configs/ set these."""
 
     recipe: str = "grpo_basic"
+    mode: Literal["direct", "reasoning"] = Field(
+        "direct", description="direct: the answer alone; reasoning: sampled CoT, then a trie-constrained answer "
+        "(from a reasoning-SFT bundle; training/trainers/reasoning_rl.py)")
     backend: Literal["batched", "vllm"] = Field(
         "batched", description="rollout engine: our KV-cache trie sampler, or vLLM (the cpu/gpu extra)")
     control: bool = Field(False, description="sft_continued control: CE on the target, same prompts/steps/lr")
@@ -117,6 +120,9 @@ class RLConfig(Section):
     inject_target: bool = Field(False, description="replace one sample of every group by the target")
     temperature: float = Field(1.0, gt=0)
     top_k: int = Field(0, ge=0)
+    top_p: float = Field(1.0, gt=0, le=1, description="nucleus of the CoT sampling (mode=reasoning)")
+    max_think_tokens: int = Field(64, ge=0, description="CoT budget before </think> is forced (mode=reasoning); "
+                                  "the RL bundle decodes with it")
     reward: str = "hit"
     prefix_beta: float = Field(0.5, gt=0)
     advantage: str = "grpo"
@@ -143,7 +149,8 @@ class RLConfig(Section):
     action: Literal["item", "list"] = Field(
         "item", description="one item per sample, or a list of list_length distinct items (RecLLM-R1, rl_list.py)")
     list_length: int = Field(10, ge=1, description="K: items per sampled list (action=list)")
-    kl_coef: float = Field(0.0, ge=0, description="beta of the k3 KL to the frozen start policy (action=list); 0 = off")
+    kl_coef: float = Field(0.0, ge=0, description="beta of the k3 KL to the frozen start policy (action=list or "
+                           "mode=reasoning); 0 = off")
     list_format_weight: float = Field(0.1, ge=0, le=1, description="f in (1-f) LCS + f format (list_lcs_recllm)")
     list_duplicate_penalty: float = Field(1.0, ge=0, description="cost of a list of k repeats (list_lcs_recllm)")
     list_invalid_penalty: float = Field(1.0, ge=0, description="cost of a list of k invalid ids (list_lcs_recllm)")

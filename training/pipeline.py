@@ -445,7 +445,10 @@ def train_rl_bundle(cfg: RunConfig, parent: Path, catalog: Catalog, split: Split
     started = time.time()
     valid = select_subset(split.valid, cfg.rl.valid_samples, cfg.eval.seed)
     levels = policy.scheme.n_levels if policy.scheme.name == "sid" else None  # H: SID levels, no disambiguation
-    summary = train_rl(policy, rl_prompt_samples(cfg, split), valid, cfg.rl, out / "train", num_levels=levels)
+    trainer = train_rl
+    if cfg.rl.mode == "reasoning":
+        from training.trainers.reasoning_rl import train_reasoning_rl as trainer
+    summary = trainer(policy, rl_prompt_samples(cfg, split), valid, cfg.rl, out / "train", num_levels=levels)
     summary.update(seconds=time.time() - started, device=device, parent=str(parent),
                    parent_bundle_version=policy.manifest["bundle_version"], recipe=cfg.rl.recipe,
                    control=cfg.rl.control, prompts=cfg.rl.prompts)
@@ -458,6 +461,10 @@ def _save_rl_bundle(root: Path, cfg: RunConfig, catalog: Catalog, split: SplitDa
     model_info = {**parent.get("model", {}), "training": summary,
                   "parent": {"bundle_version": parent["bundle_version"], "name": parent["name"]}}
     fill = policy_files(catalog, policy.scheme, policy.tokenizer, policy.model.cpu())
+    generation = parent.get("generation")
+    if cfg.rl.mode == "reasoning":  # the policy was trained to close its CoT within this budget
+        generation = {**generation, "reasoning": {**generation["reasoning"],
+                                                  "max_think_tokens": cfg.rl.max_think_tokens}}
     return write_bundle(root, fill, "policy", cfg.name, dataset_section(cfg, split), model_info,
-                        identifier=parent.get("identifier"), generation=parent.get("generation"),
+                        identifier=parent.get("identifier"), generation=generation,
                         eval=eval_section(cfg), source=source_section(settings))
