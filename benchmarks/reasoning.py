@@ -121,24 +121,30 @@ def bundle_row(bench: Bench, name: str, bundle: Path, samples, notes: str) -> di
     return cached(bench, name, key, build)
 
 
-def reasoning_rows(bench: Bench) -> list[dict]:
-    """Greedy + Pass@K rows of the reasoning policy and the Rechead fed its greedy CoT (on the sub-subset)."""
+def reasoning_rows(bench: Bench, prefix: str = "reasoning_sft", bundle: Path | None = None,
+                   think_tokens: int | None = None, extra_rows: bool = True) -> list[dict]:
+    """Greedy (`<prefix>`) + Pass@K (`<prefix>_pass<K>`) rows of a reasoning policy bundle on the sub-subset;
+    think_tokens overrides the bundle's CoT budget; extra_rows adds the policy in direct mode and the Rechead fed
+    its greedy CoT."""
     args, samples = bench.args, bench.reasoning
-    bundle = Path(args.reasoning_policy)
+    bundle = Path(bundle or args.reasoning_policy)
     version = read_manifest(bundle)["bundle_version"]
     policy = f"{bundle} ({version})"
-    rows = [bundle_row(bench, "reasoning_sft_direct", bundle, samples, "the reasoning policy in direct mode, beam 20")]
+    rows = [bundle_row(bench, f"{prefix}_direct", bundle, samples, "the reasoning policy in direct mode, beam 20")
+            ] if extra_rows else []
+    budget = {} if think_tokens is None else {"think": think_tokens}  # old keys stay valid without an override
     state: dict = {}
 
     def recommender():
         if "rec" not in state:
-            state["rec"] = load_recommender(bundle, "cpu", mode="reasoning")
+            state["rec"] = with_think_budget(load_recommender(bundle, "cpu", mode="reasoning"), think_tokens)
         return state["rec"]
 
     def decode(n_cots: int, temperature: float, samples=samples) -> tuple[list, float]:
-        path = OUT / f"decode_n{n_cots}_t{temperature}.jsonl"
+        tag = "" if prefix == "reasoning_sft" else f"{prefix}_"
+        path = OUT / f"decode_{tag}n{n_cots}_t{temperature}.jsonl"
         key = bench.key("decode", samples, bundle_version=version, n=n_cots, t=temperature, top_p=args.top_p,
-                        batch_rows=args.batch_rows)
+                        batch_rows=args.batch_rows, **budget)
         meta = path.with_suffix(".key.json")
         if path.is_file() and meta.is_file() and json.loads(meta.read_text())["key"] == key:
             return [json.loads(line) for line in path.read_text().splitlines()], json.loads(meta.read_text())["s"]
@@ -155,22 +161,23 @@ def reasoning_rows(bench: Bench) -> list[dict]:
     targets = [s.target for s in samples]
     passk_samples = bench.passk
     passk_targets = [s.target for s in passk_samples]
-    greedy_key = bench.key("reasoning_sft", samples, bundle_version=version, batch_rows=args.batch_rows)
+    greedy_key = bench.key(prefix, samples, bundle_version=version, batch_rows=args.batch_rows, **budget)
 
     def greedy_row() -> dict:
         decoded, seconds = decode(1, 0.0)
         (ranked, hits), = passk_rankings([d["beams"] for d in decoded], targets, [1], 20).values()
         closed = [c for d in decoded for c in d["closed"]]
-        row = bench.evaluate_row("reasoning_sft", FixedRankings(
-            {s.sample_id: r for s, r in zip(samples, ranked, strict=True)}, "reasoning_sft"), samples,
-            {"decode": seconds}, f"{policy}; greedy CoT (max 320 tokens) then trie beam 20 after <answer>")
+        row = bench.evaluate_row(prefix, FixedRankings(
+            {s.sample_id: r for s, r in zip(samples, ranked, strict=True)}, prefix), samples,
+            {"decode": seconds}, f"{policy}; greedy CoT (max {recommender().settings.max_think_tokens} tokens) then "
+                                 "trie beam 20 after <answer>")
         row["metrics"].update({"pass@1": sum(hits) / len(hits), "closed_rate": sum(closed) / len(closed)})
         return row
 
-    rows.append(cached(bench, "reasoning_sft", greedy_key, greedy_row))
+    rows.append(cached(bench, prefix, greedy_key, greedy_row))
     max_k = max(args.pass_k)
     for K in args.pass_k:
-        name = f"reasoning_sft_pass{K}"
+        name = f"{prefix}_pass{K}"
 
         def build(K=K, name=name) -> dict:
             decoded, seconds = decode(max_k, args.temperature, passk_samples)
@@ -179,16 +186,41 @@ def reasoning_rows(bench: Bench) -> list[dict]:
             row = bench.evaluate_row(name, FixedRankings(
                 {s.sample_id: r for s, r in zip(passk_samples, ranked, strict=True)}, name), passk_samples,
                 {"decode_all_k": seconds},
-                f"{policy}; GREAM Pass@{K}: first {K} of {max_k} CoTs sampled at temperature {args.temperature}, "
-                f"top-p {args.top_p} (seed {args.seed}); ranking = passk.rank_union of their answer beams")
+                f"{policy}; GREAM Pass@{K}: first {K} of {max_k} CoTs (max {recommender().settings.max_think_tokens}"
+                f" tokens) sampled at temperature {args.temperature}, top-p {args.top_p} (seed {args.seed}); "
+                "ranking = passk.rank_union of their answer beams")
             row["metrics"].update({f"pass@{K}": sum(hits) / len(hits), "closed_rate": sum(closed) / len(closed)})
             return row
 
         rows.append(cached(bench, name, bench.key(name, passk_samples, bundle_version=version, K=K, max_k=max_k,
                                                    t=args.temperature, top_p=args.top_p,
-                                                   batch_rows=args.batch_rows), build))
-    if not args.skip_policy_cot:
+                                                   batch_rows=args.batch_rows, **budget), build))
+    if extra_rows and not args.skip_policy_cot:
         rows.append(policy_cot_row(bench, decode, version))
+    return rows
+
+
+def with_think_budget(recommender, think_tokens: int | None):
+    """The same reasoning recommender with another CoT budget (None: unchanged)."""
+    if think_tokens is None or think_tokens == recommender.settings.max_think_tokens:
+        return recommender
+    from dataclasses import replace
+
+    return type(recommender)(recommender.model, recommender.tokenizer, recommender.scheme, recommender.catalog,
+                             replace(recommender.settings, max_think_tokens=think_tokens), recommender.name)
+
+
+def srpo_rows(bench: Bench) -> list[dict]:
+    """GREAM reasoning RL (issue 12): the SRPO bundle and its SFT start at the same CoT budget (the SRPO bundle's)."""
+    bundle = Path(bench.args.srpo_policy)
+    budget = read_manifest(bundle)["generation"]["reasoning"]["max_think_tokens"]
+    rows = (reasoning_rows(bench, "gream_sft_start", Path(bench.args.reasoning_policy), budget, extra_rows=False)
+            + reasoning_rows(bench, "gream_srpo", bundle, budget, extra_rows=False))
+    training = read_manifest(bundle)["model"].get("training", {})
+    if training.get("steps_run"):
+        for row in rows[len(rows) // 2:]:
+            row["seconds"].update(train=round(training["seconds"], 1),
+                                  per_step=round(training["seconds"] / training["steps_run"], 2))
     return rows
 
 
@@ -228,7 +260,8 @@ def add_intervals(rows: list[dict], out: Path = OUT) -> None:
     pairs = [(r["name"], REFERENCE) for r in rows if r["name"] != REFERENCE]
     pairs += [("rechead_cot", "rechead_history"), ("rechead_cot_policy", "rechead_history"),
               ("rechead_cot_policy", "rechead_cot"), ("reasoning_sft", "reasoning_sft_direct"),
-              ("reasoning_sft_pass1", "reasoning_sft_direct")]
+              ("reasoning_sft_pass1", "reasoning_sft_direct"), ("gream_srpo", "gream_sft_start"),
+              *((f"gream_srpo_pass{k}", f"gream_sft_start_pass{k}") for k in (1, 5, 10))]
     for name, ref in pairs:
         if name not in by_name or ref not in by_name:
             continue
@@ -272,6 +305,9 @@ def main() -> None:
     parser.add_argument("--batch-rows", type=int, default=64, help="CoT rows decoded per forward batch")
     parser.add_argument("--skip-reasoning", action="store_true", help="only the direct and Rechead rows")
     parser.add_argument("--skip-policy-cot", action="store_true", help="leave out rechead_cot_policy")
+    parser.add_argument("--srpo-policy", default=None,
+                        help="a GREAM reasoning-SRPO bundle (`reasonrec train rl --config gream_reasoning`): adds "
+                             "gream_sft_start* (the --reasoning-policy at its CoT budget) and gream_srpo* rows")
     parser.add_argument("--out-dir", type=Path, default=Path("reports"))
     parser.add_argument("overrides", nargs="*", help="config overrides (data.*, eval.beam_width, ...)")
     args = parser.parse_args()
@@ -289,6 +325,7 @@ def main() -> None:
              bundle_row(bench, "rechead_cot", Path(args.rechead_cot), samples,
                         "programmatic teacher CoT written from the history alone")]
     rows += [] if args.skip_reasoning else reasoning_rows(bench)
+    rows += srpo_rows(bench) if args.srpo_policy and not args.skip_reasoning else []
     add_intervals(rows)
     command = "python -m " + " ".join(["benchmarks.reasoning", *sys.argv[1:]])
     commit = git_commit()

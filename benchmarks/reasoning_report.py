@@ -55,9 +55,24 @@ def targets_markdown(rows: list[dict], context: list[str] = (), c_context: list[
         if c:
             lines.append(f"- same policy, direct mode: {_line(name, c, verdict_reaches(c['mean_diff'], c['ci95']))}")
     lines += list(c_context)
+    lines += srpo_targets(rows)
     lines += ["", "Pass@5 / Pass@10 rankings put the union of K sampled answers first (an oracle-of-K view, "
               "GREAM Table 2); they are reported, not counted for (c). `rechead_cot` reads the programmatic "
               "teacher's CoT, which serving does not have; the serving path is `rechead_cot_policy`."]
+    return lines
+
+
+def srpo_targets(rows: list[dict]) -> list[str]:
+    """Issue 12's GREAM target: reasoning-mode SRPO beats its reasoning-SFT start (same samples, same CoT budget)."""
+    greedy = comparison(rows, "gream_srpo", "gream_sft_start")
+    if greedy is None:
+        return ["", "(issue 12) GREAM reasoning SRPO beats its SFT start: **not run** (no --srpo-policy)."]
+    lines = ["", "(issue 12) GREAM reasoning SRPO beats its SFT start, greedy CoT: "
+             f"{_line('gream_srpo', greedy, verdict_beats(greedy['ci95']))}."]
+    for k in (1, 5, 10):
+        c = comparison(rows, f"gream_srpo_pass{k}", f"gream_sft_start_pass{k}")
+        if c:
+            lines.append(f"- Pass@{k} ranking: {_line(f'gream_srpo_pass{k}', c, verdict_beats(c['ci95']))}")
     return lines
 
 

@@ -1,9 +1,13 @@
 """Ray Serve shells — the only serving module that imports ray (DESIGN.md §2, §6).
 
-One ingress deployment holds the whole request path in-process: FastAPI app -> pipeline -> engines, Rechead,
-FAISS, Redis client. A separate engine deployment behind a handle costs a hop of ~6-7 ms on this CPU machine
-(DESIGN.md §8) — more than a tiny model's whole beam search — so engines live in the ingress replica; scale
-out with `num_replicas` (each replica loads its own models).
+By default one ingress deployment holds the whole request path in-process: FastAPI app -> pipeline -> engines,
+Rechead, FAISS, Redis client. A separate engine deployment behind a handle costs a hop of ~6-7 ms on this CPU
+machine (DESIGN.md §8) — more than a tiny model's whole beam search — so engines live in the ingress replica; scale
+out with `num_replicas` (each replica loads its own models). With `engine.replicas > 0` each direct engine runs in
+its own deployment (`engine-<i>`, one per distinct bundle) called by handle (`serving/engine/remote.py`): the price
+of that hop buys isolation — an engine replica that dies costs its in-flight requests a 503 + Retry-After (one
+retry first, which a living replica answers), not the 500 that Ray's proxy gives for a dead ingress replica, and
+requests waiting for a replacement get the engine timeout (503) instead of waiting for the restart.
 
 Hot reload without dropping requests: the replica's ASGI callable forwards to the *current* FastAPI app; `reload()`
 builds a new pipeline first and swaps only if every arm loaded, so a bad bundle leaves the old pipeline serving;
@@ -35,24 +39,83 @@ REPLICA_ENV = {"VLLM_ENABLE_V1_MULTIPROCESSING": "0", "VLLM_CPU_KVCACHE_SPACE": 
                "VLLM_NO_USAGE_STATS": "1", "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
 
 
-def _build(settings: ServeSettings, reuse=None):
+def _build(settings: ServeSettings, reuse=None, direct_factory=None):
     from serving.app import build_app
     from serving.loading import build_pipeline_from_settings
 
     # warmed on the replica's loop (vLLM's AsyncLLM); a reload takes over the unchanged engines of `reuse`
-    pipeline = build_pipeline_from_settings(settings, warm=False, reuse=reuse)
+    pipeline = build_pipeline_from_settings(settings, warm=False, reuse=reuse, direct_factory=direct_factory)
     return pipeline, build_app(pipeline)
+
+
+async def call_engine(handle, retry_after_s: float, query):
+    """One query to an engine deployment; Ray's failures as the serving errors the app maps to 503 + Retry-After.
+    A replica that dies mid-call is retried once (the router then picks a living replica, or waits for one)."""
+    from ray.exceptions import ActorUnavailableError, RayActorError
+    from ray.serve.exceptions import BackPressureError, DeploymentUnavailableError
+
+    from serving.errors import DependencyUnavailable, EngineOverloaded
+
+    for attempt in (1, 2):
+        try:
+            return await handle.recommend.remote(query)
+        except BackPressureError:
+            raise EngineOverloaded("engine deployment overloaded: every replica busy and its queue full",
+                                   retry_after_s) from None
+        except DeploymentUnavailableError:
+            raise DependencyUnavailable("engine", "the engine deployment is unavailable", retry_after_s) from None
+        except (RayActorError, ActorUnavailableError):
+            log.warning("engine replica lost while answering (attempt %d of 2)", attempt)
+    raise DependencyUnavailable("engine", "the engine replica was lost while answering; retry", retry_after_s)
+
+
+def remote_engines(handles: dict[str, Any]):
+    """A `direct_factory` for `build_pipeline_from_settings`: arm -> RemoteDirectEngine over the arm's handle."""
+    from serving.engine.remote import RemoteDirectEngine
+
+    def build(settings: ServeSettings, arm):
+        handle = handles[arm.name]
+        return RemoteDirectEngine.from_bundle(settings.bundle_path(arm.bundle),
+                                              functools.partial(call_engine, handle, settings.engine.retry_after_s),
+                                              lambda: handle.describe.remote(), arm.bundle_version)
+
+    return build
+
+
+class DirectEngineDeployment:
+    """One direct engine (native or vLLM) of arm `arm` in its own replicas (`engine.replicas > 0`)."""
+
+    async def __init__(self, settings: dict[str, Any], arm: str):
+        from serving.engine.remote import EngineHost
+        from serving.loading import engine_factory
+
+        for name, value in REPLICA_ENV.items():
+            os.environ.setdefault(name, value)
+        s = ServeSettings.model_validate(settings)
+        arm_settings = next(a for a in s.experiments[0].arms if a.name == arm)
+        engine = await asyncio.to_thread(engine_factory(arm_settings), s, arm_settings)
+        e = s.engine
+        self.host = EngineHost.of(engine, e.max_batch_size, e.batch_wait_ms, e.max_queue, e.retry_after_s,
+                                  s.request_timeout_s)
+        await self.host.warm()
+
+    async def recommend(self, query):
+        return await self.host.recommend(query)
+
+    def describe(self) -> dict:
+        return self.host.describe()
 
 
 @serve.ingress()
 class RecommendIngress:
     """The reasonrec app in one replica: `settings` is a `ServeSettings` as a dict (it crosses Ray)."""
 
-    async def __init__(self, settings: dict[str, Any]):
+    async def __init__(self, settings: dict[str, Any], engines: dict[str, Any] | None = None):
         for name, value in REPLICA_ENV.items():
             os.environ.setdefault(name, value)
         self.settings = ServeSettings.model_validate(settings)
-        self.pipeline, self.current_app = await asyncio.to_thread(_build, self.settings)
+        self.direct_factory = remote_engines(engines) if engines else None
+        self.pipeline, self.current_app = await asyncio.to_thread(_build, self.settings, None, self.direct_factory)
         await self.pipeline.warm_async()
         self._reloading = asyncio.Lock()
 
@@ -70,7 +133,7 @@ class RecommendIngress:
         async with self._reloading:
             settings, old = settings or self.settings, self.pipeline
             try:
-                pipeline, app = await asyncio.to_thread(_build, settings, old)
+                pipeline, app = await asyncio.to_thread(_build, settings, old, self.direct_factory)
             except Exception as err:  # noqa: BLE001 - e.g. an unwritable feedback log: refused, not a 500
                 log.exception("reload failed, the old pipeline keeps serving")
                 return {"reloaded": False, "errors": {"pipeline": f"{type(err).__name__}: {err}"}}
@@ -131,18 +194,40 @@ async def _reply(send, status: int, body: dict) -> None:
     await send({"type": "http.response.body", "body": payload})
 
 
-def build_application(settings: ServeSettings, num_replicas: int = 1, num_cpus: float = 1.0):
-    """The bound Ray Serve application (pass to `serve.run`)."""
+def _actor_options(num_cpus: float) -> dict:
+    threads = str(max(1, int(num_cpus)))
+    return {"num_cpus": num_cpus, "runtime_env": {"env_vars": {**REPLICA_ENV, "OMP_NUM_THREADS": threads}}}
+
+
+def engine_deployments(settings: ServeSettings, num_cpus: float = 1.0) -> dict[str, Any]:
+    """arm name -> the bound engine deployment serving it: one deployment (`engine-<i>`, `engine.replicas`
+    replicas) per distinct (engine, bundle, version) among the active experiment's direct arms."""
+    payload, bound, by_arm = settings.model_dump(mode="json"), {}, {}
+    for arm in settings.experiments[0].arms:
+        if arm.mode != "direct":
+            continue
+        key = (arm.engine, arm.bundle, arm.bundle_version)
+        if key not in bound:
+            bound[key] = serve.deployment(
+                DirectEngineDeployment, name=f"engine-{len(bound)}", num_replicas=settings.engine.replicas,
+                max_queued_requests=settings.engine.max_queued, ray_actor_options=_actor_options(num_cpus),
+                max_ongoing_requests=max(64, settings.engine.max_queue * 2)).bind(payload, arm.name)
+        by_arm[arm.name] = bound[key]
+    return by_arm
+
+
+def build_application(settings: ServeSettings, num_replicas: int = 1, num_cpus: float = 1.0,
+                      engine_cpus: float = 1.0):
+    """The bound Ray Serve application (pass to `serve.run`); with `engine.replicas > 0`, engine deployments too."""
+    engines = engine_deployments(settings, engine_cpus) if settings.engine.replicas else None
     deployment = serve.deployment(RecommendIngress, name="reasonrec", num_replicas=num_replicas,
-                                  ray_actor_options={"num_cpus": num_cpus,
-                                                     "runtime_env": {"env_vars": {
-                                                         **REPLICA_ENV, "OMP_NUM_THREADS": str(int(num_cpus))}}},
+                                  ray_actor_options=_actor_options(num_cpus),
                                   max_ongoing_requests=max(64, settings.engine.max_queue * 2))
-    return deployment.bind(settings.model_dump(mode="json"))
+    return deployment.bind(settings.model_dump(mode="json"), engines)
 
 
 def start(settings: ServeSettings, num_cpus: int | None = None, num_replicas: int = 1, replica_cpus: float = 1.0,
-          blocking: bool = False, address: str | None = None) -> str:
+          blocking: bool = False, address: str | None = None, engine_cpus: float = 1.0) -> str:
     """Starts local Ray (or joins `address`, else RAY_ADDRESS), Serve's HTTP proxy on settings.host:port, and the app.
 
     Returns the base URL. Ray opens helper ports on all interfaces even when the HTTP proxy is on loopback
@@ -155,7 +240,7 @@ def start(settings: ServeSettings, num_cpus: int | None = None, num_replicas: in
         ray.init(address=address, num_cpus=None if address else num_cpus, include_dashboard=False,
                  log_to_driver=False, **({} if address else {"_node_ip_address": "127.0.0.1"}))
     _start_proxy(settings)
-    serve.run(build_application(settings, num_replicas, replica_cpus), name="reasonrec", route_prefix="/",
+    serve.run(build_application(settings, num_replicas, replica_cpus, engine_cpus), name="reasonrec", route_prefix="/",
               blocking=blocking)
     return f"http://{settings.host}:{settings.port}"
 

@@ -68,18 +68,21 @@ def build_store(settings: ServeSettings) -> FeatureStore:
 
 
 def build_pipeline_from_settings(settings: ServeSettings, encoder: TextEncoder | None = None,
-                                 warm: bool = True, reuse: RecommendPipeline | None = None) -> RecommendPipeline:
+                                 warm: bool = True, reuse: RecommendPipeline | None = None,
+                                 direct_factory: EngineFactory | None = None) -> RecommendPipeline:
     """Load every arm of the active experiment and assemble the pipeline (warmed unless warm=False).
 
     encoder: the Rechead's text encoder (default: MiniLM); tests pass a fake. reuse: the pipeline being replaced
     (a reload): its unchanged direct engines are taken over instead of loaded again (close it with
-    `keep=new.loaded_models()`)."""
+    `keep=new.loaded_models()`). direct_factory: builds every direct arm's engine instead of ENGINE_FACTORIES (the
+    Ray shell's engine deployment: `serving.engine.remote.RemoteDirectEngine`)."""
     experiment = settings.experiments[0]
     for arm in experiment.arms:
-        if arm.mode == "direct":
+        if arm.mode == "direct" and direct_factory is None:
             engine_factory(arm)
     store = build_store(settings)
-    engines, services, errors = _load_arms(settings, experiment.arms, store, encoder, reusable_engines(reuse, settings))
+    engines, services, errors = _load_arms(settings, experiment.arms, store, encoder, reusable_engines(reuse, settings),
+                                           direct_factory)
     _share_direct_fallback(settings, experiment.arms, engines)
     popularity = _popularity(settings, experiment.arms, engines, services)
     metrics = ServingMetrics([a.name for e in settings.experiments for a in e.arms], settings.namespace)
@@ -120,7 +123,8 @@ def _reused_engine(settings: ServeSettings, arm: ArmSettings, reusable: dict) ->
 
 
 def _load_arms(settings: ServeSettings, arms: list[ArmSettings], store: FeatureStore,
-               encoder: TextEncoder | None, reusable: dict | None = None) -> tuple[dict, dict, dict]:
+               encoder: TextEncoder | None, reusable: dict | None = None,
+               direct_factory: EngineFactory | None = None) -> tuple[dict, dict, dict]:
     """(engines, services, load errors) by arm name; arms with the same model share it."""
     engines, services, errors, loaded = {}, {}, {}, {}
     for arm in arms:
@@ -128,7 +132,7 @@ def _load_arms(settings: ServeSettings, arms: list[ArmSettings], store: FeatureS
         try:
             if key not in loaded:
                 loaded[key] = _reused_engine(settings, arm, reusable or {}) or _load_model(settings, arm, store,
-                                                                                            encoder)
+                                                                                            encoder, direct_factory)
         except Exception as err:  # noqa: BLE001 - any load failure: the arm answers 503, /readyz says why
             log.exception("arm %s: bundle %s failed to load", arm.name, arm.bundle)
             errors[arm.name] = f"{type(err).__name__}: {err}"
@@ -138,9 +142,10 @@ def _load_arms(settings: ServeSettings, arms: list[ArmSettings], store: FeatureS
 
 
 def _load_model(settings: ServeSettings, arm: ArmSettings, store: FeatureStore,
-                encoder: TextEncoder | None) -> DirectEngine | ReasoningService:
+                encoder: TextEncoder | None, direct_factory: EngineFactory | None = None
+                ) -> DirectEngine | ReasoningService:
     if arm.mode == "direct":
-        return engine_factory(arm)(settings, arm)
+        return (direct_factory or engine_factory(arm))(settings, arm)
     from training.devices import resolve_device
 
     return ReasoningService.from_bundle(settings.bundle_path(arm.bundle), store,

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 HOME_ENV = "REASONREC_HOME"
-ARGS = frozenset({"config", "overrides", "base_dir", "num_replicas", "num_cpus"})
+ARGS = frozenset({"config", "overrides", "base_dir", "num_replicas", "num_cpus", "engine_cpus"})
 
 
 def load_settings(args: dict[str, Any]):
@@ -51,7 +51,8 @@ def app_builder(args: dict):
     args = dict(args or {})
     settings = load_settings(args)
     return build_application(settings, num_replicas=int(args.get("num_replicas", 1)),
-                             num_cpus=float(args.get("num_cpus", 1.0)))
+                             num_cpus=float(args.get("num_cpus", 1.0)),
+                             engine_cpus=float(args.get("engine_cpus", 1.0)))
 
 
 def _under(base: Path, path: str) -> str:

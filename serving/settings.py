@@ -73,6 +73,11 @@ class EngineSettings(Section):
     retry_after_s: float = Field(1.0, gt=0, description="Retry-After of an overload 503")
     device: Literal["auto", "cpu", "cuda"] = "cpu"
     beam_width: int | None = Field(None, ge=1, description="overrides the bundle manifest's beam width")
+    replicas: int = Field(0, ge=0, description="Ray Serve: run each direct engine in its own deployment of this "
+                          "many replicas, called by handle (an engine replica's death costs 503s, not 500s); "
+                          "0 = engines inside the ingress replica (no extra hop)")
+    max_queued: int = Field(16, ge=1, description="Ray Serve, engine deployment: requests waiting for a replica "
+                            "beyond this are refused with 503")
 
 
 class UiSettings(Section):

@@ -24,7 +24,7 @@ from pathlib import Path
 from loadtests.reliability.harness import REPO_ROOT, Scenario, Stack, set_env
 
 SCENARIOS = ("fuzz", "redis_kill", "nearline_kill", "bad_bundle", "feedback_restart", "overload", "soak",
-             "replica_kill")
+             "replica_kill", "engine_replica_kill", "engine_replica_kill_single")
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -56,7 +56,9 @@ def run_all(args: argparse.Namespace, stack: Stack) -> list[Scenario]:
             "feedback_restart": lambda: faults.run_feedback_restart(stack, ("SIGKILL", "SIGTERM"), n_events=2000),
             "overload": lambda: load.run_overload(stack, seconds=args.overload_seconds),
             "soak": lambda: load.run_soak(stack, seconds=args.soak_seconds),
-            "replica_kill": lambda: replica.run_replica_kill(stack)}
+            "replica_kill": lambda: replica.run_replica_kill(stack),
+            "engine_replica_kill": lambda: replica.run_replica_kill(stack, replicas=2, target="engine"),
+            "engine_replica_kill_single": lambda: replica.run_replica_kill(stack, replicas=1, target="engine")}
     if args.replica_single:
         plan["replica_kill_single"] = lambda: replica.run_replica_kill(stack, replicas=1)
     wanted = [name for name in [*SCENARIOS, "replica_kill_single"] if name in plan

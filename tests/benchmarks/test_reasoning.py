@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from benchmarks.reasoning_report import comparison, targets_markdown
+from benchmarks.reasoning_report import comparison, srpo_targets, targets_markdown
 from benchmarks.reasoning_rows import (
     FixedRankings,
     PolicyCotFeaturizer,
@@ -154,3 +154,16 @@ def test_intervals_cut_the_reference_to_a_sub_subset(tmp_path):
     assert c["n_samples"] == 2 and c["reference_ndcg@10"] == pytest.approx(0.75)  # sft on a0, b1: (1 + 0.5) / 2
     assert c["mean_diff"] == pytest.approx(-0.25)  # (0.5 - 1 + 0.5 - 0.5) / 2
     assert (tmp_path / "sft" / "predictions_2.jsonl").is_file() and "comparisons" not in rows[0]
+
+
+@pytest.mark.timeout(10)
+def test_srpo_targets_read_the_paired_comparison_to_the_sft_start():
+    def row(name: str, ref: str, lo: float, hi: float) -> dict:
+        return {"name": name, "comparisons": [{"reference": ref, "n_samples": 200, "mean_diff": (lo + hi) / 2,
+                                               "ci95": [lo, hi], "reference_ndcg@10": 0.03}]}
+
+    assert "not run" in srpo_targets([])[-1]
+    lines = srpo_targets([row("gream_srpo", "gream_sft_start", 0.002, 0.02),
+                          row("gream_srpo_pass5", "gream_sft_start_pass5", -0.01, 0.03)])
+    assert "**met**" in lines[1] and "+0.0110" in lines[1]
+    assert len(lines) == 3 and lines[2].startswith("- Pass@5") and "not significant" in lines[2]

@@ -160,7 +160,7 @@ def test_app_builder_passes_settings_and_resources_to_build_application(monkeypa
 
     calls = []
     fake = types.ModuleType("serving.deployments")
-    fake.build_application = lambda settings, num_replicas=1, num_cpus=1.0: calls.append(
+    fake.build_application = lambda settings, num_replicas=1, num_cpus=1.0, engine_cpus=1.0: calls.append(
         (settings, num_replicas, num_cpus)) or "app"
     monkeypatch.setitem(sys.modules, "serving.deployments", fake)
     monkeypatch.setenv("REASONREC_REDIS_URL", "redis://redis.example:6379/3")
