@@ -149,6 +149,11 @@ class RLConfig(Section):
     action: Literal["item", "list"] = Field(
         "item", description="one item per sample, or a list of list_length distinct items (RecLLM-R1, rl_list.py)")
     list_length: int = Field(10, ge=1, description="K: items per sampled list (action=list)")
+    rechead_bundle: str | None = Field(None, description="reward rporec (RPORec stage II): the frozen stage-I "
+                                       "Rechead bundle that scores the rollouts")
+    rporec_negatives: int = Field(100, ge=1, description="k sampled negatives of r_ndcg (reward rporec)")
+    entropy_focus: float | None = Field(None, gt=0, le=1, description="keep the gradient on this top share of "
+                                        "highest-entropy tokens (RPORec: 0.2); None = all tokens (mode=reasoning)")
     kl_coef: float = Field(0.0, ge=0, description="beta of the k3 KL to the frozen start policy (action=list or "
                            "mode=reasoning); 0 = off")
     list_format_weight: float = Field(0.1, ge=0, le=1, description="f in (1-f) LCS + f format (list_lcs_recllm)")

@@ -38,3 +38,21 @@ def completion_logprobs(model, prompts: Sequence[list[int]], completions: Sequen
     out = out.index_put((row_t, slot_t), picked)
     mask[row_t, slot_t] = 1.0
     return out, mask
+
+
+@torch.no_grad()
+def completion_entropies(model, prompts: Sequence[list[int]], completions: Sequence[Sequence[int]],
+                         pad_id: int) -> torch.Tensor:
+    """Per-token entropy E_t = -Σ_v π(v) log π(v) of the policy at each completion position (rporec.txt Eq. 11),
+    [N, T] aligned with `completion_logprobs` (0 where no completion token exists). No gradient."""
+    from training.rewards.rporec import compute_token_entropy
+
+    rows = [list(p) + list(c) for p, c in zip(prompts, completions, strict=True)]
+    device = next(model.parameters()).device
+    ids, attention = (t.to(device) for t in pad_rows(rows, pad_id, side="right"))
+    hidden = model.model(input_ids=ids, attention_mask=attention).last_hidden_state
+    out = torch.zeros(len(rows), max(len(c) for c in completions), device=device)
+    for i, (p, c) in enumerate(zip(prompts, completions, strict=True)):
+        if c:
+            out[i, :len(c)] = compute_token_entropy(model.lm_head(hidden[i, len(p) - 1:len(p) - 1 + len(c)]))
+    return out

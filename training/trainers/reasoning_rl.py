@@ -48,6 +48,7 @@ class ReasoningRollout:
     rewards: torch.Tensor
     hits: torch.Tensor
     stats: dict[str, float]
+    focus: torch.Tensor | None = None  # [B·G, T] extra token weights (RPORec's high-entropy tokens), None = all
 
 
 def reasoning_action_mask(n_thought: int, closed: bool, n_answer: int) -> list[float]:
@@ -92,7 +93,8 @@ def collect_reasoning_rollout(reasoner: ReasoningRecommender, sampler: TrieSampl
         target_path = tuple(reasoner.item_ids.get(sample.target, ()))
         group = RolloutGroup(tuple(a.item for a in answers), tuple(a.token_ids for a in answers),
                              tuple(a.logprob for a in answers), sample.target, target_path)
-        rewards.append(score_group(cfg.reward, group, num_levels=num_levels, beta=cfg.prefix_beta))
+        rewards.append([0.0] * cfg.group_size if cfg.reward == "rporec"  # scored by the Rechead afterwards
+                       else score_group(cfg.reward, group, num_levels=num_levels, beta=cfg.prefix_beta))
         hits.append([a.item == sample.target for a in answers])
     reward_t, hit_t = torch.tensor(rewards, dtype=torch.float32), torch.tensor(hits)
     closed_share = sum(c for cots in thoughts for _, c in cots) / max(1, hit_t.numel())
@@ -123,6 +125,8 @@ def reasoning_rl_loss(model, reference, rollout: ReasoningRollout, cfg: RLConfig
     weights = torch.zeros_like(mask)
     for i, r in enumerate(rows):
         weights[i, :len(rollout.actions[r])] = torch.tensor(rollout.actions[r], device=mask.device)
+    if rollout.focus is not None:
+        weights = weights * rollout.focus[torch.tensor(rows), :weights.shape[1]].to(mask.device)
     adv = advantages.reshape(-1)[torch.tensor(rows)].to(mask.device)
     loss, pg_stats = get_loss("clipped_pg")(logprobs, logprobs.detach(), adv, weights, cfg.clip_low, cfg.clip_high,
                                             cfg.dual_clip)
@@ -150,6 +154,14 @@ def train_reasoning_rl(policy, prompts: Sequence[Sample], valid: Sequence[Sample
     reasoner, model, pad_id = reasoner_for(policy, cfg), policy.model, policy.tokenizer.pad_token_id
     reference = copy.deepcopy(model).eval().requires_grad_(False) if cfg.kl_coef > 0 else None
     sampler = TrieSampler(model, reasoner.trie, reasoner.beam.depth, pad_id)
+    rewarder = None
+    if cfg.reward == "rporec":  # RPORec stage II: the frozen stage-I Rechead scores the rollouts
+        from training.trainers.rporec_stage2 import RecheadRewarder
+
+        if not cfg.rechead_bundle:
+            raise ValueError("reward rporec needs rl.rechead_bundle: the stage-I Rechead bundle")
+        rewarder = RecheadRewarder.from_bundle(cfg.rechead_bundle, negatives=cfg.rporec_negatives, seed=cfg.seed,
+                                               focus=cfg.entropy_focus)
     optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     rng, generator = random.Random(cfg.seed), torch.Generator().manual_seed(cfg.seed)
     model.eval()
@@ -163,7 +175,8 @@ def train_reasoning_rl(policy, prompts: Sequence[Sample], valid: Sequence[Sample
             order = list(prompts)
             rng.shuffle(order)
         batch, order = order[:cfg.prompts_per_step], order[cfg.prompts_per_step:]
-        record = {"step": step, **_step(reasoner, sampler, reference, batch, cfg, optimizer, num_levels, generator)}
+        record = {"step": step, **_step(reasoner, sampler, reference, batch, cfg, optimizer, num_levels, generator,
+                                        rewarder)}
         if step % cfg.eval_every == 0 or step == cfg.steps:
             model.eval()
             record["valid_ndcg@10"] = validate(reasoner, valid)
@@ -182,11 +195,13 @@ def train_reasoning_rl(policy, prompts: Sequence[Sample], valid: Sequence[Sample
 
 
 def _step(reasoner: ReasoningRecommender, sampler: TrieSampler, reference, batch: Sequence[Sample], cfg: RLConfig,
-          optimizer, num_levels: int | None, generator: torch.Generator) -> dict[str, float]:
+          optimizer, num_levels: int | None, generator: torch.Generator, rewarder=None) -> dict[str, float]:
     model = reasoner.model
     started = time.perf_counter()
     model.eval()
     rollout = collect_reasoning_rollout(reasoner, sampler, batch, cfg, num_levels, generator)
+    if rewarder is not None:
+        rollout = rewarder.rescore(rollout, batch, reasoner)
     rollout_seconds = time.perf_counter() - started
     model.train()
     loss, stats = reasoning_rl_loss(model, reference, rollout, cfg, reasoner.tokenizer.pad_token_id)

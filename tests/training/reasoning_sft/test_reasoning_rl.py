@@ -8,9 +8,8 @@ import json
 import pytest
 import torch
 
-from training.config import RLConfig
+from tests.training.reasoning_sft.rl_helpers import reasoning_policy, reasoning_rl_config
 from training.data.types import Sample
-from training.models.policy_recommender import PolicyRecommender
 from training.prompts import ANSWER, THINK_END
 from training.rollout.sampling import TrieSampler
 from training.rollout.scoring import completion_logprobs
@@ -25,20 +24,8 @@ from training.trainers.reasoning_rl import (
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
-def _policy(kit, policy_for) -> PolicyRecommender:
-    policy = PolicyRecommender(policy_for(kit), kit.tokenizer, kit.scheme, kit.catalog, beam_width=5)
-    policy.manifest = {"name": "fixture", "generation": {"reasoning": {"max_total_tokens": 256}}}
-    return policy
-
-
-def _cfg(**kw) -> RLConfig:
-    base = dict(mode="reasoning", reward="prefix", advantage="srpo", pass_k=2, group_size=4, temperature=1.0,
-                max_think_tokens=5, prompts_per_step=3, steps=2, eval_every=100, lr=1e-2)
-    return RLConfig(**{**base, **kw})
-
-
 def _rollout(kit, policy_for, samples, cfg):
-    policy = _policy(kit, policy_for)
+    policy = reasoning_policy(kit, policy_for)
     reasoner = reasoner_for(policy, cfg)
     sampler = TrieSampler(policy.model, reasoner.trie, reasoner.beam.depth, kit.tokenizer.pad_token_id)
     rollout = collect_reasoning_rollout(reasoner, sampler, samples, cfg, kit.scheme.n_levels,
@@ -57,7 +44,7 @@ def test_action_mask_by_hand():
 @pytest.mark.timeout(60)
 def test_rollout_answers_are_real_items_after_the_cot(tiny_kit, sft_split, policy_for):
     samples = sft_split.valid[:3]
-    cfg = _cfg()
+    cfg = reasoning_rl_config()
     _, reasoner, rollout = _rollout(tiny_kit, policy_for, samples, cfg)
     vocab = tiny_kit.tokenizer.get_vocab()
     closing = [vocab[THINK_END], vocab[ANSWER]]
@@ -77,7 +64,7 @@ def test_rollout_answers_are_real_items_after_the_cot(tiny_kit, sft_split, polic
 
 @pytest.mark.timeout(60)
 def test_constant_reward_groups_are_dropped_and_kl_to_self_is_zero(tiny_kit, sft_split, policy_for):
-    cfg = _cfg(kl_coef=0.5)
+    cfg = reasoning_rl_config(kl_coef=0.5)
     policy, _, rollout = _rollout(tiny_kit, policy_for, sft_split.valid[:3], cfg)
     pad = tiny_kit.tokenizer.pad_token_id
     flat = rollout.__class__(**{**rollout.__dict__, "rewards": torch.full_like(rollout.rewards, 0.5),
@@ -109,9 +96,9 @@ def _answer_prob(policy, reasoner, samples) -> float:
 def test_srpo_learns_a_planted_answer_and_keeps_the_best_weights(tiny_kit, policy_for, tmp_path):
     items = sorted(tiny_kit.catalog.item_ids, key=int)[:6]
     samples = [Sample(f"p{i}:1", f"p{i}", (item,), items[(i + 1) % len(items)]) for i, item in enumerate(items)]
-    policy = _policy(tiny_kit, policy_for)
+    policy = reasoning_policy(tiny_kit, policy_for)
     # an empty CoT: the answer is the whole task, so 80 steps are enough (lr 2e-2 collapses to one answer)
-    cfg = _cfg(max_think_tokens=0, group_size=8, prompts_per_step=6, steps=80, lr=2e-3, eval_every=40,
+    cfg = reasoning_rl_config(max_think_tokens=0, group_size=8, prompts_per_step=6, steps=80, lr=2e-3, eval_every=40,
                patience=1000, kl_coef=0.001)
     reasoner = reasoner_for(policy, cfg)
     before = _answer_prob(policy, reasoner, samples)
@@ -125,7 +112,7 @@ def test_srpo_learns_a_planted_answer_and_keeps_the_best_weights(tiny_kit, polic
 
 
 def test_a_direct_bundle_is_refused_with_a_reason(tiny_kit, policy_for):
-    policy = _policy(tiny_kit, policy_for)
+    policy = reasoning_policy(tiny_kit, policy_for)
     policy.manifest = {"name": "direct", "generation": {}}
     with pytest.raises(ValueError, match="reasoning-SFT policy bundle"):
-        reasoner_for(policy, _cfg())
+        reasoner_for(policy, reasoning_rl_config())
