@@ -29,7 +29,7 @@ import time
 from pathlib import Path
 
 from benchmarks.common import METRIC_KEYS, paired_interval
-from benchmarks.reasoning_report import NOT_RUN, notes_markdown, plot_differences
+from benchmarks.reasoning_report import not_run, notes_markdown, plot_differences
 from benchmarks.reasoning_rows import (
     FixedRankings,
     PolicyCotFeaturizer,
@@ -122,10 +122,11 @@ def bundle_row(bench: Bench, name: str, bundle: Path, samples, notes: str) -> di
 
 
 def reasoning_rows(bench: Bench, prefix: str = "reasoning_sft", bundle: Path | None = None,
-                   think_tokens: int | None = None, extra_rows: bool = True) -> list[dict]:
-    """Greedy (`<prefix>`) + Pass@K (`<prefix>_pass<K>`) rows of a reasoning policy bundle on the sub-subset;
-    think_tokens overrides the bundle's CoT budget; extra_rows adds the policy in direct mode and the Rechead fed
-    its greedy CoT."""
+                   think_tokens: int | None = None, extra_rows: bool = True, pass_rows: bool = True,
+                   cot_row: str | None = None) -> list[dict]:
+    """Greedy (`<prefix>`) + Pass@K (`<prefix>_pass<K>`, pass_rows) rows of a reasoning policy bundle on the
+    sub-subset; think_tokens overrides the bundle's CoT budget; extra_rows adds the policy in direct mode and the
+    Rechead fed its greedy CoT (`rechead_cot_policy`); cot_row: that Rechead row alone, under this name."""
     args, samples = bench.args, bench.reasoning
     bundle = Path(bundle or args.reasoning_policy)
     version = read_manifest(bundle)["bundle_version"]
@@ -176,7 +177,7 @@ def reasoning_rows(bench: Bench, prefix: str = "reasoning_sft", bundle: Path | N
 
     rows.append(cached(bench, prefix, greedy_key, greedy_row))
     max_k = max(args.pass_k)
-    for K in args.pass_k:
+    for K in args.pass_k if pass_rows else ():
         name = f"{prefix}_pass{K}"
 
         def build(K=K, name=name) -> dict:
@@ -197,6 +198,8 @@ def reasoning_rows(bench: Bench, prefix: str = "reasoning_sft", bundle: Path | N
                                                    batch_rows=args.batch_rows, **budget), build))
     if extra_rows and not args.skip_policy_cot:
         rows.append(policy_cot_row(bench, decode, version))
+    if cot_row:
+        rows.append(policy_cot_row(bench, decode, version, cot_row, bundle, budget))
     return rows
 
 
@@ -224,11 +227,24 @@ def srpo_rows(bench: Bench) -> list[dict]:
     return rows
 
 
-def policy_cot_row(bench: Bench, decode, policy_version: str) -> dict:
+def stage2_rows(bench: Bench) -> list[dict]:
+    """RPORec (issue 9 (b)): the Rechead fed the CoTs of the stage-II policy vs of its start (stage I's policy), at
+    the stage-II bundle's CoT budget, with the greedy reasoning rows of both."""
+    bundle = Path(bench.args.stage2_policy)
+    budget = read_manifest(bundle)["generation"]["reasoning"]["max_think_tokens"]
+    return (reasoning_rows(bench, "rporec_stage1_policy", Path(bench.args.reasoning_policy), budget,
+                           extra_rows=False, pass_rows=False, cot_row="rechead_cot_stage1")
+            + reasoning_rows(bench, "rporec_stage2_policy", bundle, budget, extra_rows=False, pass_rows=False,
+                             cot_row="rechead_cot_stage2"))
+
+
+def policy_cot_row(bench: Bench, decode, policy_version: str, name: str = "rechead_cot_policy",
+                   policy: Path | None = None, budget: dict | None = None) -> dict:
     """`rechead_cot`'s model fed the policy's greedy CoT + its best unseen answer (the nearline cache's content)."""
     from training.reasoning.rechead_recommender import RecheadRecommender
 
     samples, bundle = bench.reasoning, Path(bench.args.rechead_cot)
+    policy = policy or Path(bench.args.reasoning_policy)
     version = read_manifest(bundle)["bundle_version"]
 
     def build() -> dict:
@@ -238,20 +254,18 @@ def policy_cot_row(bench: Bench, decode, policy_version: str) -> dict:
                 for d in decoded}
         base = load_recommender(bundle, "cpu")
         featurizer = PolicyCotFeaturizer(base.featurizer, cots)
-        rec = RecheadRecommender(base.model, base.catalog, featurizer, name="rechead_cot_policy",
-                                 item_matrix=base.item_matrix)
+        rec = RecheadRecommender(base.model, base.catalog, featurizer, name=name, item_matrix=base.item_matrix)
         started = time.time()
         featurizer.warm(samples, cache_dir=bench.cache)
-        row = bench.evaluate_row("rechead_cot_policy", rec, samples,
-                                 {"decode": seconds, "encode": round(time.time() - started, 1)},
-                                 f"{bundle} ({version}) fed {bench.args.reasoning_policy} ({policy_version})'s greedy "
+        row = bench.evaluate_row(name, rec, samples, {"decode": seconds, "encode": round(time.time() - started, 1)},
+                                 f"{bundle} ({version}) fed {policy} ({policy_version})'s greedy "
                                  "CoT and its best answer outside the history (nearline's answer)")
         row["metrics"]["answer_parsed_rate"] = sum(a is not None for _, a in cots.values()) / len(cots)
         return row
 
-    key = bench.key("rechead_cot_policy", samples, bundle_version=version, policy=policy_version,
-                    batch_rows=bench.args.batch_rows)
-    return cached(bench, "rechead_cot_policy", key, build)
+    key = bench.key(name, samples, bundle_version=version, policy=policy_version,
+                    batch_rows=bench.args.batch_rows, **(budget or {}))
+    return cached(bench, name, key, build)
 
 
 def add_intervals(rows: list[dict], out: Path = OUT) -> None:
@@ -261,7 +275,9 @@ def add_intervals(rows: list[dict], out: Path = OUT) -> None:
     pairs += [("rechead_cot", "rechead_history"), ("rechead_cot_policy", "rechead_history"),
               ("rechead_cot_policy", "rechead_cot"), ("reasoning_sft", "reasoning_sft_direct"),
               ("reasoning_sft_pass1", "reasoning_sft_direct"), ("gream_srpo", "gream_sft_start"),
-              *((f"gream_srpo_pass{k}", f"gream_sft_start_pass{k}") for k in (1, 5, 10))]
+              *((f"gream_srpo_pass{k}", f"gream_sft_start_pass{k}") for k in (1, 5, 10)),
+              ("rechead_cot_stage2", "rechead_cot_stage1"), ("rechead_cot_stage2", "rechead_history"),
+              ("rporec_stage2_policy", "rporec_stage1_policy")]
     for name, ref in pairs:
         if name not in by_name or ref not in by_name:
             continue
@@ -305,6 +321,9 @@ def main() -> None:
     parser.add_argument("--batch-rows", type=int, default=64, help="CoT rows decoded per forward batch")
     parser.add_argument("--skip-reasoning", action="store_true", help="only the direct and Rechead rows")
     parser.add_argument("--skip-policy-cot", action="store_true", help="leave out rechead_cot_policy")
+    parser.add_argument("--stage2-policy", default=None,
+                        help="an RPORec stage-II bundle (`reasonrec train rl --config rporec`): adds the Rechead fed "
+                             "its CoTs (rechead_cot_stage2) and fed its start's CoTs at the same budget (stage 1)")
     parser.add_argument("--srpo-policy", default=None,
                         help="a GREAM reasoning-SRPO bundle (`reasonrec train rl --config gream_reasoning`): adds "
                              "gream_sft_start* (the --reasoning-policy at its CoT budget) and gream_srpo* rows")
@@ -326,12 +345,13 @@ def main() -> None:
                         "programmatic teacher CoT written from the history alone")]
     rows += [] if args.skip_reasoning else reasoning_rows(bench)
     rows += srpo_rows(bench) if args.srpo_policy and not args.skip_reasoning else []
+    rows += stage2_rows(bench) if args.stage2_policy and not args.skip_reasoning else []
     add_intervals(rows)
     command = "python -m " + " ".join(["benchmarks.reasoning", *sys.argv[1:]])
     commit = git_commit()
     for row in rows:
         row.update(command=command, git_commit=commit)
-    rows += [dict(r, dataset=bench.cfg.data.dataset, protocol="temporal", metrics={}) for r in NOT_RUN]
+    rows += [dict(r, dataset=bench.cfg.data.dataset, protocol="temporal", metrics={}) for r in not_run(rows)]
     plot = plot_differences(rows, args.out_dir / "reasoning_ci.png")
     write_report("reasoning", rows, command, out_dir=args.out_dir,
                  notes_md=notes_markdown(rows, bench, plot, decode_stats(bench)))
