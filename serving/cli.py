@@ -18,6 +18,9 @@ def serve_command(
     num_cpus: int = typer.Option(0, "--num-cpus", min=0, help="CPUs of the local Ray (0: all)"),
     replicas: int = typer.Option(1, "--replicas", min=1, help="replicas of the app (each loads its models)"),
     replica_cpus: float = typer.Option(1.0, "--replica-cpus", min=0.1, help="CPUs (torch threads) per replica"),
+    engine_cpus: float = typer.Option(1.0, "--engine-cpus", min=0.1,
+                                      help="CPUs per engine replica, with engine.replicas=N (engines in their own "
+                                           "deployment)"),
     ray_address: str = typer.Option("", "--ray-address",
                                     help="Ray cluster to deploy on (e.g. 127.0.0.1:6379); empty: RAY_ADDRESS, "
                                          "else a local Ray"),
@@ -34,7 +37,8 @@ def serve_command(
     from serving import deployments
 
     try:
-        url = deployments.start(settings, num_cpus or None, replicas, replica_cpus, address=ray_address or None)
+        url = deployments.start(settings, num_cpus or None, replicas, replica_cpus, address=ray_address or None,
+                                engine_cpus=engine_cpus)
     except RuntimeError as err:  # Serve reports a replica that failed to start as a RuntimeError
         console.print(f"[red]error:[/red] the service did not start: {str(err).splitlines()[0]}")
         deployments.stop()
