@@ -64,6 +64,24 @@ def _wait_replicas(n: int, exclude: set[int], timeout_s: float, deployment: str)
     return None
 
 
+def _wait_direct_answer(url: str, timeout_s: float) -> float | None:
+    """Seconds until a direct request is answered 200 (the new engine replica is warm; the ingress's /readyz does
+    not wait for it); None on timeout."""
+    import httpx
+
+    start = time.monotonic()
+    method, path, body, headers = recommend("replica-probe", ["1", "2", "3"], k=5, arm="direct")
+    with httpx.Client(base_url=url, timeout=5) as http:
+        while time.monotonic() - start < timeout_s:
+            try:
+                if http.request(method, path, json=body, headers=headers).status_code == 200:
+                    return time.monotonic() - start
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.2)
+    return None
+
+
 def run_replica_kill(stack: Stack, replicas: int = 2, workers: int = 4, restart_within_s: float = 150.0,
                      after_s: float = 5.0, target: str = "ingress") -> Scenario:
     """SIGKILL one of `replicas` Serve replicas of the ingress (target "ingress") or of the direct engine's own
@@ -104,7 +122,8 @@ def run_replica_kill(stack: Stack, replicas: int = 2, workers: int = 4, restart_
                 traffic.mark("kill")
                 os.kill(victim, signal.SIGKILL)
                 restarted_s = _wait_replicas(replicas, {victim}, restart_within_s, deployment)
-                ready_s = wait_http(url, "/readyz", 60) if restarted_s is not None else None
+                answers = _wait_direct_answer if engine else lambda u, t: wait_http(u, "/readyz", t)
+                ready_s = answers(url, 60) if restarted_s is not None else None
                 traffic.mark("restarted")
                 time.sleep(after_s + (5.0 if replicas == 1 else 0.0))
                 traffic.mark("settled")
