@@ -66,6 +66,10 @@ class RecheadRewarder:
                  focus: float | None = 0.2):
         self.rechead, self.negatives, self.alphas, self.focus = rechead, negatives, alphas, focus
         self.rng = random.Random(seed)
+        if rechead.featurizer.encoder is None:  # load MiniLM once, not at every encode call of every step
+            from training.models.text_encoder import load_text_encoder
+
+            rechead.featurizer.encoder = load_text_encoder()
 
     @classmethod
     def from_bundle(cls, bundle: str | Path, **kwargs) -> RecheadRewarder:
@@ -86,10 +90,15 @@ class RecheadRewarder:
         actions = torch.zeros_like(entropies)
         for i, mask in enumerate(rollout.actions):
             actions[i, :len(mask)] = torch.tensor(mask)
-        n = len(cots)
-        terms = {"fmt": [1.0] * n, "clean": [1.0] * n,
-                 "ndcg": self.ndcg_terms(batch, cots, rollout.answers, group),
-                 **self.summary_terms(cots),
+        n, memo = len(cots), self.rechead.featurizer.memo
+        fresh = [c for c in dict.fromkeys(cots) if c not in memo]
+        memo.update(zip(fresh, self.rechead.featurizer.encode(fresh), strict=True))  # each CoT encoded once a step
+        try:
+            ndcg, summary = self.ndcg_terms(batch, cots, rollout.answers, group), self.summary_terms(cots)
+        finally:
+            for text in fresh:
+                memo.pop(text, None)  # the memo keeps histories (they recur), not the step's CoTs
+        terms = {"fmt": [1.0] * n, "clean": [1.0] * n, "ndcg": ndcg, **summary,
                  "ent": compute_entropy_reward([e[:c.index(reasoner.think_end_id)].tolist() for e, c in
                                                 zip(entropies, rollout.completions, strict=True)])}
         rewards = torch.tensor(compute_rporec_reward(terms, self.alphas), dtype=torch.float32).view(-1, group)
@@ -110,7 +119,7 @@ class RecheadRewarder:
             for row in range(b * group, (b + 1) * group):
                 answer = answers[row] if answers[row] in catalog else None
                 texts.append(RecheadTexts(history, cots[row], answer))
-        inputs = self.rechead.featurizer.embed(texts)
+        inputs = self.rechead.featurizer.embed(texts, memoize=True)
         with torch.no_grad():
             users = self.rechead.model.encode_user(inputs.history_emb, inputs.cot_emb, inputs.answer_emb,
                                                    inputs.answer_parsed).float()
@@ -121,6 +130,7 @@ class RecheadRewarder:
     def summary_terms(self, cots: list[str]) -> dict[str, list[float]]:
         summaries = [summarize_cot(c) for c in cots]
         encode = self.rechead.featurizer.encode
-        return {"sim": compute_similarity_reward(torch.from_numpy(encode(cots)), torch.from_numpy(encode(summaries))),
+        return {"sim": compute_similarity_reward(torch.from_numpy(encode(cots, memoize=True)),
+                                                 torch.from_numpy(encode(summaries))),
                 "comp": compute_compression_reward([len(WORD.findall(c)) for c in cots],
                                                    [len(WORD.findall(s)) for s in summaries])}
