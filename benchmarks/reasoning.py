@@ -123,11 +123,12 @@ def bundle_row(bench: Bench, name: str, bundle: Path, samples, notes: str) -> di
 
 def reasoning_rows(bench: Bench, prefix: str = "reasoning_sft", bundle: Path | None = None,
                    think_tokens: int | None = None, extra_rows: bool = True, pass_rows: bool = True,
-                   cot_row: str | None = None) -> list[dict]:
+                   cot_row: str | None = None, samples=None, passk_samples=None) -> list[dict]:
     """Greedy (`<prefix>`) + Pass@K (`<prefix>_pass<K>`, pass_rows) rows of a reasoning policy bundle on the
     sub-subset; think_tokens overrides the bundle's CoT budget; extra_rows adds the policy in direct mode and the
-    Rechead fed its greedy CoT (`rechead_cot_policy`); cot_row: that Rechead row alone, under this name."""
-    args, samples = bench.args, bench.reasoning
+    Rechead fed its greedy CoT (`rechead_cot_policy`); cot_row: that Rechead row alone, under this name;
+    samples / passk_samples: other seeded subsets than the run's reasoning and Pass@K ones."""
+    args, samples = bench.args, bench.reasoning if samples is None else samples
     bundle = Path(bundle or args.reasoning_policy)
     version = read_manifest(bundle)["bundle_version"]
     policy = f"{bundle} ({version})"
@@ -160,7 +161,7 @@ def reasoning_rows(bench: Bench, prefix: str = "reasoning_sft", bundle: Path | N
         return rows_, seconds
 
     targets = [s.target for s in samples]
-    passk_samples = bench.passk
+    passk_samples = bench.passk if passk_samples is None else passk_samples
     passk_targets = [s.target for s in passk_samples]
     greedy_key = bench.key(prefix, samples, bundle_version=version, batch_rows=args.batch_rows, **budget)
 
@@ -199,7 +200,7 @@ def reasoning_rows(bench: Bench, prefix: str = "reasoning_sft", bundle: Path | N
     if extra_rows and not args.skip_policy_cot:
         rows.append(policy_cot_row(bench, decode, version))
     if cot_row:
-        rows.append(policy_cot_row(bench, decode, version, cot_row, bundle, budget))
+        rows.append(policy_cot_row(bench, decode, version, cot_row, bundle, budget, samples))
     return rows
 
 
@@ -217,8 +218,12 @@ def srpo_rows(bench: Bench) -> list[dict]:
     """GREAM reasoning RL (issue 12): the SRPO bundle and its SFT start at the same CoT budget (the SRPO bundle's)."""
     bundle = Path(bench.args.srpo_policy)
     budget = read_manifest(bundle)["generation"]["reasoning"]["max_think_tokens"]
-    rows = (reasoning_rows(bench, "gream_sft_start", Path(bench.args.reasoning_policy), budget, extra_rows=False)
-            + reasoning_rows(bench, "gream_srpo", bundle, budget, extra_rows=False))
+    samples = bench.samples  # a 64-token CoT decodes fast: every test sample of the run, and more Pass@K samples
+    passk = select_subset(samples, bench.args.srpo_passk_samples, bench.args.seed)
+    rows = (reasoning_rows(bench, "gream_sft_start", Path(bench.args.reasoning_policy), budget, extra_rows=False,
+                           samples=samples, passk_samples=passk)
+            + reasoning_rows(bench, "gream_srpo", bundle, budget, extra_rows=False, samples=samples,
+                             passk_samples=passk))
     training = read_manifest(bundle)["model"].get("training", {})
     if training.get("steps_run"):
         for row in rows[len(rows) // 2:]:
@@ -233,17 +238,17 @@ def stage2_rows(bench: Bench) -> list[dict]:
     bundle = Path(bench.args.stage2_policy)
     budget = read_manifest(bundle)["generation"]["reasoning"]["max_think_tokens"]
     return (reasoning_rows(bench, "rporec_stage1_policy", Path(bench.args.reasoning_policy), budget,
-                           extra_rows=False, pass_rows=False, cot_row="rechead_cot_stage1")
+                           extra_rows=False, pass_rows=False, cot_row="rechead_cot_stage1", samples=bench.samples)
             + reasoning_rows(bench, "rporec_stage2_policy", bundle, budget, extra_rows=False, pass_rows=False,
-                             cot_row="rechead_cot_stage2"))
+                             cot_row="rechead_cot_stage2", samples=bench.samples))
 
 
 def policy_cot_row(bench: Bench, decode, policy_version: str, name: str = "rechead_cot_policy",
-                   policy: Path | None = None, budget: dict | None = None) -> dict:
+                   policy: Path | None = None, budget: dict | None = None, samples=None) -> dict:
     """`rechead_cot`'s model fed the policy's greedy CoT + its best unseen answer (the nearline cache's content)."""
     from training.reasoning.rechead_recommender import RecheadRecommender
 
-    samples, bundle = bench.reasoning, Path(bench.args.rechead_cot)
+    samples, bundle = bench.reasoning if samples is None else samples, Path(bench.args.rechead_cot)
     policy = policy or Path(bench.args.reasoning_policy)
     version = read_manifest(bundle)["bundle_version"]
 
@@ -321,6 +326,8 @@ def main() -> None:
     parser.add_argument("--batch-rows", type=int, default=64, help="CoT rows decoded per forward batch")
     parser.add_argument("--skip-reasoning", action="store_true", help="only the direct and Rechead rows")
     parser.add_argument("--skip-policy-cot", action="store_true", help="leave out rechead_cot_policy")
+    parser.add_argument("--srpo-passk-samples", type=int, default=300,
+                        help="seeded subset of --samples for the gream_* Pass@K rows (their greedy rows use all)")
     parser.add_argument("--stage2-policy", default=None,
                         help="an RPORec stage-II bundle (`reasonrec train rl --config rporec`): adds the Rechead fed "
                              "its CoTs (rechead_cot_stage2) and fed its start's CoTs at the same budget (stage 1)")
