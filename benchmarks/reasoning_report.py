@@ -99,6 +99,31 @@ def srpo_targets(rows: list[dict]) -> list[str]:
     return lines
 
 
+def trained_setup(args, n_samples: int) -> list[str]:
+    """Setup lines of the RL bundles the run evaluated: command, steps, time per step, validation start -> best."""
+    import json
+
+    from training.bundle import read_manifest
+
+    lines = []
+    for flag, label, preset in (("srpo_policy", "GREAM reasoning SRPO", "gream_reasoning"),
+                                ("stage2_policy", "RPORec stage II", "rporec")):
+        path = getattr(args, flag, None)
+        if not path:
+            continue
+        manifest = read_manifest(Path(path))
+        t, budget = manifest["model"]["training"], manifest["generation"]["reasoning"]["max_think_tokens"]
+        log = Path(path).parent / "train" / "rl_log.jsonl"
+        start = json.loads(log.read_text().splitlines()[0]).get("valid_ndcg@10") if log.is_file() else None
+        begun = f"{start:.4f} -> " if start is not None else ""
+        lines.append(f"- {label} `{path}`: `reasonrec train rl --config {preset} --from-bundle {args.reasoning_policy} "
+                     f"data.protocol=temporal`; {t['steps_run']} steps, {t['seconds'] / t['steps_run']:.1f} s per step "
+                     f"on this CPU; validation NDCG@10 (greedy {budget}-token CoT) {begun}{t['best_valid_ndcg@10']:.4f}"
+                     f" (best step {t['best_step']}); its rows and its start's (the SFT policy at the same "
+                     f"{budget}-token budget) use all {n_samples} test samples of the run.")
+    return lines
+
+
 def comparisons_table(rows: list[dict]) -> list[str]:
     lines = ["## Paired comparisons (NDCG@10 difference, 95 % paired bootstrap over users, 2,000 resamples)", "",
              "| row | reference | samples | row NDCG@10 | reference NDCG@10 | difference | 95 % CI |",
@@ -189,6 +214,7 @@ def notes_markdown(rows: list[dict], bench, plot: Path | None, decodes: list[dic
               "- `rechead_cot_policy`: the answer item is the best beam item outside the history (nearline masks "
               "seen items inside the beam; here the unmasked width-20 beam is filtered — the same item unless the "
               "mask changes the beam's pruning).",
+              *trained_setup(args, len(bench.samples)),
               "- Not run: " + "; ".join(f"`{r['name']}` ({r['notes'].removeprefix('not run: ')})"
                                         for r in not_run(rows))]
     return "\n".join(parts)

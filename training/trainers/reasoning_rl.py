@@ -165,7 +165,8 @@ def train_reasoning_rl(policy, prompts: Sequence[Sample], valid: Sequence[Sample
     optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     rng, generator = random.Random(cfg.seed), torch.Generator().manual_seed(cfg.seed)
     model.eval()
-    best = {"ndcg": validate(reasoner, valid), "step": 0, "state": _copy_state(model)}
+    start = validate(reasoner, valid)
+    best = {"ndcg": start, "step": 0, "state": _copy_state(model)}
     tqdm.write(f"reasoning rl start: valid NDCG@10 {best['ndcg']:.4f} (greedy CoT of {cfg.max_think_tokens} tokens)")
     log_path, bad, step = run_dir / "rl_log.jsonl", 0, 0
     write_jsonl(log_path, [{"step": 0, "valid_ndcg@10": best["ndcg"]}])
@@ -190,8 +191,8 @@ def train_reasoning_rl(policy, prompts: Sequence[Sample], valid: Sequence[Sample
             break
     model.load_state_dict(best["state"])
     model.eval()
-    return {"best_step": best["step"], "best_valid_ndcg@10": best["ndcg"], "steps_run": step, "mode": "reasoning",
-            "max_think_tokens": cfg.max_think_tokens}
+    return {"best_step": best["step"], "best_valid_ndcg@10": best["ndcg"], "start_valid_ndcg@10": start,
+            "steps_run": step, "mode": "reasoning", "max_think_tokens": cfg.max_think_tokens}
 
 
 def _step(reasoner: ReasoningRecommender, sampler: TrieSampler, reference, batch: Sequence[Sample], cfg: RLConfig,
