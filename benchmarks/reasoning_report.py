@@ -176,16 +176,17 @@ def rechead_context(bench) -> list[str]:
 
 def answer_context(rows: list[dict], decodes: list[dict]) -> list[str]:
     """Why (c) is missed on the policy side: how often its answers hit, how varied they are."""
-    passk = [f"{k} {v:.3f} on {r['metrics']['n_samples']}" for r in rows
+    passk = [f"`{r['name']}` {k} {v:.3f} ({r['metrics']['n_samples']} samples)" for r in rows
              for k, v in r.get("metrics", {}).items() if k.startswith("pass@")]
-    lines = ["", "The reasoning policy's answers (the first item after `<answer>`): " + "; ".join(passk) + " samples.",
-             ""]
+    lines = ["", "The reasoning policies' answers (the first item after `<answer>`), how often they are the target: "
+             + "; ".join(passk) + ".", ""]
     for d in decodes:
         lines.append(f"- {d['file']}: {d['distinct_answers']} distinct answers over {d['samples'] * d['n_cots']} CoTs, "
                      f"{d['answers_in_history']:.0%} of them items already in the history.")
     lines.append("")
-    lines.append("So the answers collapse onto a few items and never hit here; the reasoning rows' HR/NDCG@10 come "
-                 "from the answer beam's runners-up. The Rechead rows sit below `sft` as well (see (a)).")
+    lines.append("So the answers collapse onto a few dozen items and rarely hit (at most 1 % here); the reasoning "
+                 "rows' HR/NDCG@10 come mostly from the answer beam's runners-up. The Rechead rows sit below `sft` as "
+                 "well (see (a)).")
     return lines
 
 
