@@ -140,6 +140,18 @@ def reasoning_rl_loss(model, reference, rollout: ReasoningRollout, cfg: RLConfig
     return loss, stats
 
 
+def build_rewarder(cfg: RLConfig):
+    """RPORec stage II (reward rporec): the frozen stage-I Rechead that re-scores the rollouts; else None."""
+    if cfg.reward != "rporec":
+        return None
+    from training.trainers.rporec_stage2 import RecheadRewarder
+
+    if not cfg.rechead_bundle:
+        raise ValueError("reward rporec needs rl.rechead_bundle: the stage-I Rechead bundle")
+    return RecheadRewarder.from_bundle(cfg.rechead_bundle, negatives=cfg.rporec_negatives, seed=cfg.seed,
+                                       focus=cfg.entropy_focus)
+
+
 def train_reasoning_rl(policy, prompts: Sequence[Sample], valid: Sequence[Sample], cfg: RLConfig, run_dir: Path,
                        num_levels: int | None = None) -> dict:
     """Train `policy` (a reasoning-SFT PolicyRecommender) in place; validation = NDCG@10 of one greedy CoT then
@@ -154,14 +166,7 @@ def train_reasoning_rl(policy, prompts: Sequence[Sample], valid: Sequence[Sample
     reasoner, model, pad_id = reasoner_for(policy, cfg), policy.model, policy.tokenizer.pad_token_id
     reference = copy.deepcopy(model).eval().requires_grad_(False) if cfg.kl_coef > 0 else None
     sampler = TrieSampler(model, reasoner.trie, reasoner.beam.depth, pad_id)
-    rewarder = None
-    if cfg.reward == "rporec":  # RPORec stage II: the frozen stage-I Rechead scores the rollouts
-        from training.trainers.rporec_stage2 import RecheadRewarder
-
-        if not cfg.rechead_bundle:
-            raise ValueError("reward rporec needs rl.rechead_bundle: the stage-I Rechead bundle")
-        rewarder = RecheadRewarder.from_bundle(cfg.rechead_bundle, negatives=cfg.rporec_negatives, seed=cfg.seed,
-                                               focus=cfg.entropy_focus)
+    rewarder = build_rewarder(cfg)
     optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     rng, generator = random.Random(cfg.seed), torch.Generator().manual_seed(cfg.seed)
     model.eval()

@@ -84,3 +84,11 @@ def test_the_stage_two_loss_has_a_gradient_only_through_focused_tokens(tiny_kit,
     assert stats["pg_tokens"] == pytest.approx(rollout.focus[:3].sum().item())
     loss.backward()
     assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in policy.model.parameters())
+
+
+def test_stage_two_without_a_rechead_bundle_is_refused_with_a_reason():
+    from training.trainers.reasoning_rl import build_rewarder
+
+    assert build_rewarder(reasoning_rl_config()) is None  # the prefix reward needs no Rechead
+    with pytest.raises(ValueError, match="rl.rechead_bundle"):
+        build_rewarder(reasoning_rl_config(reward="rporec"))
