@@ -39,7 +39,6 @@ Decisions:
 from __future__ import annotations
 
 import asyncio
-import inspect
 import time
 import uuid
 from collections.abc import Mapping, Sequence
@@ -48,7 +47,7 @@ from dataclasses import dataclass
 from feature_store.errors import StoreError, StoreUnavailable
 from feature_store.schema import decode_history
 from feature_store.store import FeatureStore
-from serving.engine import DirectEngine, DirectQuery, ScoredItem
+from serving.engine import DirectEngine, DirectQuery, ScoredItem, is_async_engine, warm_model
 from serving.engine.batcher import MicroBatcher
 from serving.errors import (
     DependencyUnavailable,
@@ -346,10 +345,7 @@ class RecommendPipeline:
     async def warm_async(self) -> None:
         """`warm` from a running event loop: `warm_async()` where a model has it, else `warm()` in a thread."""
         for model in self._models():
-            if hasattr(model, "warm_async"):
-                await model.warm_async()
-            else:
-                await asyncio.to_thread(model.warm)
+            await warm_model(model)
             self._warm.add(id(model))
 
     def _models(self) -> list:
@@ -441,11 +437,6 @@ def engine_labels(arms: Sequence[ArmSettings], engines: Mapping[str, object]) ->
         if arm.name in engines:
             labels.setdefault(id(engines[arm.name]), arm.bundle)
     return labels
-
-
-def is_async_engine(engine: object) -> bool:
-    """True for an engine with `async recommend(query)` (it batches by itself, e.g. vLLM's continuous batching)."""
-    return inspect.iscoroutinefunction(getattr(engine, "recommend", None))
 
 
 def version_of(model: object) -> str:

@@ -8,6 +8,8 @@ This module imports no torch, so the app can type against it cheaply.
 
 from __future__ import annotations
 
+import asyncio
+import inspect
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
@@ -48,3 +50,17 @@ class DirectEngine(Protocol):
     def warm(self) -> None:
         """Run one tiny query so the first real request pays no lazy start-up cost."""
         ...
+
+
+def is_async_engine(engine: object) -> bool:
+    """True for an engine with `async recommend(query)` (it batches by itself, e.g. vLLM's continuous batching)."""
+    return inspect.iscoroutinefunction(getattr(engine, "recommend", None))
+
+
+async def warm_model(model: object) -> None:
+    """Warm a loaded engine or reasoning service from a running event loop: its `warm_async()` where it has one,
+    else its blocking `warm()` in a thread."""
+    if hasattr(model, "warm_async"):
+        await model.warm_async()
+    else:
+        await asyncio.to_thread(model.warm)

@@ -22,9 +22,9 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from serving.engine import DirectEngine, DirectQuery, ScoredItem
+from serving.engine import DirectEngine, DirectQuery, ScoredItem, is_async_engine, warm_model
 from serving.engine.batcher import MicroBatcher
-from serving.engine.requests import check_direct_bundle
+from serving.engine.requests import check_direct_bundle, warmup_query
 from serving.errors import DependencyUnavailable, EngineOverloaded, EngineTimeout, RequestInvalid, ServingError
 
 REFUSALS: dict[str, type[ServingError]] = {"invalid": RequestInvalid, "overloaded": EngineOverloaded,
@@ -65,7 +65,7 @@ class EngineHost:
 
     def __init__(self, engine: DirectEngine, timeout_s: float = 2.0, **batcher_settings):
         self.engine, self.timeout_s, self.batcher_settings = engine, timeout_s, batcher_settings
-        self.asynchronous = asyncio.iscoroutinefunction(getattr(engine, "recommend", None))
+        self.asynchronous = is_async_engine(engine)
         self._batcher: tuple[asyncio.AbstractEventLoop, MicroBatcher] | None = None
 
     @classmethod
@@ -93,10 +93,7 @@ class EngineHost:
             return reply_of(err)
 
     async def warm(self) -> None:
-        if hasattr(self.engine, "warm_async"):
-            await self.engine.warm_async()
-        else:
-            await asyncio.to_thread(self.engine.warm)
+        await warm_model(self.engine)
 
     def describe(self) -> dict:
         return self.engine.describe()
@@ -143,7 +140,7 @@ class RemoteDirectEngine:
             raise DependencyUnavailable("engine", f"the engine replicas serve bundle_version "
                                         f"{self._remote.get('bundle_version')!r}, this replica's bundle is "
                                         f"{self.bundle_version!r}: redeploy the engine deployment")
-        await self.recommend(DirectQuery((self.catalog.id_at(0),), 1, True, "warmup"))
+        await self.recommend(warmup_query(self.catalog))
 
     def warm(self) -> None:
         asyncio.run(self.warm_async())
