@@ -37,6 +37,7 @@ from training.rewards import get_reward
 from training.rollout.reasoning_sampling import sample_reasoning
 from training.tokenization.builder import encode_pieces
 from training.trainers.run_files import append_jsonl, write_jsonl
+from training.trainers.weights import copy_state
 
 
 @dataclass(frozen=True)
@@ -209,7 +210,7 @@ def train_r2ec(model: R2ec, prompts: Sequence[R2ecPrompt], cfg: R2ecConfig, run_
             model.refresh_item_table()
             record["valid_metric"] = float(metric_fn(model))
             if best["metric"] is None or record["valid_metric"] > best["metric"]:
-                best, bad = {"metric": record["valid_metric"], "step": step, "state": _copy_state(model)}, 0
+                best, bad = {"metric": record["valid_metric"], "step": step, "state": copy_state(model)}, 0
             else:
                 bad += 1
         if log_path is not None:
@@ -231,6 +232,3 @@ def _cycle(items: list[R2ecPrompt], size: int, rng: random.Random) -> Iterator[l
         for start in range(0, len(order) - size + 1 if len(order) >= size else 1, size):
             yield order[start:start + size]
 
-
-def _copy_state(model: torch.nn.Module) -> dict[str, torch.Tensor]:
-    return {k: v.detach().clone() for k, v in model.state_dict().items()}

@@ -27,6 +27,7 @@ from training.algorithms.advantages import get_advantage, zero_variance_groups
 from training.algorithms.losses import get_loss
 from training.config import RLConfig
 from training.data.types import Sample
+from training.padding import pad_rows
 from training.reasoning_sft.decode import generate_thoughts
 from training.reasoning_sft.recommender import ReasoningDecodeSettings, ReasoningRecommender
 from training.rewards.group import RolloutGroup, score_group
@@ -34,6 +35,7 @@ from training.rollout.sampling import TrieSampler
 from training.rollout.scoring import completion_logprobs
 from training.trainers.run_files import append_jsonl, write_jsonl
 from training.trainers.sft import validate
+from training.trainers.weights import copy_state
 
 
 @dataclass(frozen=True)
@@ -58,6 +60,11 @@ def reasoning_action_mask(n_thought: int, closed: bool, n_answer: int) -> list[f
     it itself (`closed`), not when the decoder forced it at the token budget; `<answer>` is always forced.
     """
     return [1.0] * n_thought + [1.0 if closed else 0.0, 0.0] + [1.0] * n_answer
+
+
+def action_weights(actions: Sequence[Sequence[float]]) -> torch.Tensor:
+    """Action masks (`reasoning_action_mask`, one per completion) right-padded with 0 into a float [N, T]."""
+    return pad_rows(actions, 0, side="right")[0].float()
 
 
 def reasoner_for(policy, cfg: RLConfig) -> ReasoningRecommender:
@@ -122,9 +129,7 @@ def reasoning_rl_loss(model, reference, rollout: ReasoningRollout, cfg: RLConfig
     prompts = [rollout.prompts[r] for r in rows]
     completions = [rollout.completions[r] for r in rows]
     logprobs, mask = completion_logprobs(model, prompts, completions, pad_id)
-    weights = torch.zeros_like(mask)
-    for i, r in enumerate(rows):
-        weights[i, :len(rollout.actions[r])] = torch.tensor(rollout.actions[r], device=mask.device)
+    weights = action_weights([rollout.actions[r] for r in rows]).to(mask.device)
     if rollout.focus is not None:
         weights = weights * rollout.focus[torch.tensor(rows), :weights.shape[1]].to(mask.device)
     adv = advantages.reshape(-1)[torch.tensor(rows)].to(mask.device)
@@ -171,7 +176,7 @@ def train_reasoning_rl(policy, prompts: Sequence[Sample], valid: Sequence[Sample
     rng, generator = random.Random(cfg.seed), torch.Generator().manual_seed(cfg.seed)
     model.eval()
     start = validate(reasoner, valid)
-    best = {"ndcg": start, "step": 0, "state": _copy_state(model)}
+    best = {"ndcg": start, "step": 0, "state": copy_state(model)}
     tqdm.write(f"reasoning rl start: valid NDCG@10 {best['ndcg']:.4f} (greedy CoT of {cfg.max_think_tokens} tokens)")
     log_path, bad, step = run_dir / "rl_log.jsonl", 0, 0
     write_jsonl(log_path, [{"step": 0, "valid_ndcg@10": best["ndcg"]}])
@@ -187,7 +192,7 @@ def train_reasoning_rl(policy, prompts: Sequence[Sample], valid: Sequence[Sample
             model.eval()
             record["valid_ndcg@10"] = validate(reasoner, valid)
             if record["valid_ndcg@10"] > best["ndcg"]:
-                best, bad = {"ndcg": record["valid_ndcg@10"], "step": step, "state": _copy_state(model)}, 0
+                best, bad = {"ndcg": record["valid_ndcg@10"], "step": step, "state": copy_state(model)}, 0
             else:
                 bad += 1
             tqdm.write(f"step {step}: valid NDCG@10 {record['valid_ndcg@10']:.4f} reward {record['reward_mean']:.4f}")
@@ -219,6 +224,3 @@ def _step(reasoner: ReasoningRecommender, sampler: TrieSampler, reference, batch
     return {**rollout.stats, **stats, "loss": float(loss.item()), "rollout_seconds": rollout_seconds,
             "step_seconds": time.perf_counter() - started}
 
-
-def _copy_state(model) -> dict[str, torch.Tensor]:
-    return {k: v.detach().clone() for k, v in model.state_dict().items()}

@@ -24,6 +24,7 @@ from training.trainers.rl_rollout import collect_rollout
 from training.trainers.rl_update import continued_sft_loss, policy_gradient_loss, simpo_loss
 from training.trainers.run_files import append_jsonl, write_jsonl
 from training.trainers.sft import validate
+from training.trainers.weights import copy_state
 
 
 def train_rl(policy, prompts: Sequence[Sample], valid: Sequence[Sample], cfg: RLConfig, run_dir: Path,
@@ -39,7 +40,7 @@ def train_rl(policy, prompts: Sequence[Sample], valid: Sequence[Sample], cfg: RL
                                   policy.generator.beam_width, run_dir, cfg.seed)
     optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     rng, generator = random.Random(cfg.seed), torch.Generator().manual_seed(cfg.seed)
-    best = {"ndcg": validate(policy, valid), "step": 0, "state": _copy_state(model)}
+    best = {"ndcg": validate(policy, valid), "step": 0, "state": copy_state(model)}
     tqdm.write(f"rl start: valid NDCG@10 {best['ndcg']:.4f}")
     log, bad = [{"step": 0, "valid_ndcg@10": best["ndcg"]}], 0
     log_path = run_dir / "rl_log.jsonl"
@@ -52,7 +53,7 @@ def train_rl(policy, prompts: Sequence[Sample], valid: Sequence[Sample], cfg: RL
         if step % cfg.eval_every == 0 or step == cfg.steps:
             record["valid_ndcg@10"] = validate(policy, valid)
             if record["valid_ndcg@10"] > best["ndcg"]:
-                best, bad = {"ndcg": record["valid_ndcg@10"], "step": step, "state": _copy_state(model)}, 0
+                best, bad = {"ndcg": record["valid_ndcg@10"], "step": step, "state": copy_state(model)}, 0
             else:
                 bad += 1
             tqdm.write(f"step {step}: valid NDCG@10 {record['valid_ndcg@10']:.4f} reward {record['reward_mean']:.4f}")
@@ -114,6 +115,3 @@ def _cycle(items: list[Sample], size: int, rng: random.Random) -> Iterator[list[
         for start in range(0, len(order) - size + 1 if len(order) >= size else 1, size):
             yield order[start:start + size]
 
-
-def _copy_state(model) -> dict[str, torch.Tensor]:
-    return {k: v.detach().clone() for k, v in model.state_dict().items()}

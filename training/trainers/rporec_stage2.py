@@ -36,6 +36,7 @@ from training.rewards.rporec import (
     high_entropy_token_mask,
 )
 from training.rollout.scoring import completion_entropies
+from training.trainers.reasoning_rl import action_weights
 
 CLAUSE_BREAK = re.compile(r"\s*[.,;:!?\n]\s*")
 WORD = re.compile(r"\w+")  # |y| and |ŷ| count words, not punctuation
@@ -87,9 +88,7 @@ class RecheadRewarder:
                 for c in rollout.completions]
         entropies = completion_entropies(reasoner.model, rollout.prompts, rollout.completions,
                                          reasoner.tokenizer.pad_token_id)
-        actions = torch.zeros_like(entropies)
-        for i, mask in enumerate(rollout.actions):
-            actions[i, :len(mask)] = torch.tensor(mask)
+        actions = action_weights(rollout.actions)
         n, memo = len(cots), self.rechead.featurizer.memo
         fresh = [c for c in dict.fromkeys(cots) if c not in memo]
         memo.update(zip(fresh, self.rechead.featurizer.encode(fresh), strict=True))  # each CoT encoded once a step
