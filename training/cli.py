@@ -197,27 +197,33 @@ def train_rl_cmd(
 
 
 
+def _train_and_score(cfg, name: str, evaluate, train) -> None:
+    """`_train_bundle` with `train(cfg, catalog, split, device) -> (bundle, written)`, then
+    `evaluate(cfg, bundle, catalog, split, device) -> metrics` on the bundle, printed under `name`."""
+    done = {}
+
+    def run(cfg, catalog, split, device):
+        bundle, written = train(cfg, catalog, split, device)
+        done.update(cfg=cfg, bundle=bundle, catalog=catalog, split=split, device=device)
+        return bundle, written
+
+    _train_bundle(cfg, run)
+    with _clear_errors():
+        metrics = evaluate(done["cfg"], done["bundle"], done["catalog"], done["split"], done["device"])
+    print_metrics(console, metrics.get("recommender", name), metrics)
+
+
 @train_app.command("rechead")
 def train_rechead_cmd(
     config: str = CONFIG_OPT, overrides: list[str] = OVERRIDES_ARG,
     force: bool = typer.Option(False, help="retrain even if a bundle of these settings exists"),
 ) -> None:
     """RPORec stage I: train the Rechead on history (+ teacher CoT) embeddings, write its bundle, score it on test."""
-    done = {}
+    from training.reasoning import rechead_bundle
 
-    def train(cfg, catalog, split, device):
-        from training.reasoning.rechead_bundle import train_rechead_bundle
-
-        bundle, written = train_rechead_bundle(cfg, catalog, split, device=device, force=force)
-        done.update(cfg=cfg, bundle=bundle, catalog=catalog, split=split, device=device)
-        return bundle, written
-
-    _train_bundle(_config(config, overrides), train)
-    with _clear_errors():
-        from training.reasoning.rechead_bundle import evaluate_rechead_bundle
-
-        metrics = evaluate_rechead_bundle(done["cfg"], done["bundle"], done["catalog"], done["split"], done["device"])
-    print_metrics(console, metrics.get("recommender", "rechead"), metrics)
+    _train_and_score(_config(config, overrides), "rechead", rechead_bundle.evaluate_rechead_bundle,
+                     lambda cfg, catalog, split, device: rechead_bundle.train_rechead_bundle(
+                         cfg, catalog, split, device=device, force=force))
 
 
 @train_app.command("r2ec")
@@ -229,21 +235,11 @@ def train_r2ec_cmd(
 ) -> None:
     """R2ec: one LM with a rec head, trained with RecPO (r2ec.reasoning=false: the w/o-reasoning control);
     writes its bundle and scores it on test (greedy reasoning, then one rec-head ranking over the catalog)."""
-    done = {}
+    from training.reasoning import r2ec_bundle
 
-    def train(cfg, catalog, split, device):
-        from training.reasoning.r2ec_bundle import train_r2ec_bundle
-
-        bundle, written = train_r2ec_bundle(cfg, catalog, split, parent=from_bundle, device=device, force=force)
-        done.update(cfg=cfg, bundle=bundle, catalog=catalog, split=split, device=device)
-        return bundle, written
-
-    _train_bundle(_config(config, overrides), train)
-    with _clear_errors():
-        from training.reasoning.r2ec_bundle import evaluate_r2ec_bundle
-
-        metrics = evaluate_r2ec_bundle(done["cfg"], done["bundle"], done["catalog"], done["split"], done["device"])
-    print_metrics(console, metrics.get("recommender", "r2ec"), metrics)
+    _train_and_score(_config(config, overrides), "r2ec", r2ec_bundle.evaluate_r2ec_bundle,
+                     lambda cfg, catalog, split, device: r2ec_bundle.train_r2ec_bundle(
+                         cfg, catalog, split, parent=from_bundle, device=device, force=force))
 
 
 @baseline_app.command("train")
