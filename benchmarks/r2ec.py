@@ -97,23 +97,33 @@ def quality_row(name: str, cfg, bundle: Path, catalog, split, notes: str, out: P
     return row, out / "predictions.jsonl"
 
 
+def _sync() -> None:
+    if torch.cuda.is_available():
+        torch.cuda.synchronize()
+
+
 def _ms(fn, repeats: int = 1) -> float:
+    """Milliseconds per call of fn (CUDA work finished before and after: kernels are asynchronous)."""
+    _sync()
     started = time.perf_counter()
     for _ in range(repeats):
         fn()
+    _sync()
     return 1000 * (time.perf_counter() - started) / repeats
 
 
 def answer_step(model, rows, completions):
     """(cached forward, timed call): the KV cache of prompt + reasoning + `</think>` is built untimed; the call
     runs one forward of `<answer>` on it, then the inner product over the item table and the top 20."""
-    ids = torch.tensor([[*rows[0], *completions[0][:-1]]])
+    device = model.item_table.device
+    ids = torch.tensor([[*rows[0], *completions[0][:-1]]], device=device)
     out = model.lm(input_ids=ids, use_cache=True)
     cache, length = cache_of(out), ids.shape[1]
     decoder = model.lm.get_decoder()
 
     def call():
-        hidden = decoder(input_ids=torch.tensor([[model.answer_id]]), position_ids=torch.tensor([[length]]),
+        hidden = decoder(input_ids=torch.tensor([[model.answer_id]], device=device),
+                         position_ids=torch.tensor([[length]], device=device),
                          use_cache=True, **with_cache(decoder, cache)).last_hidden_state[:, -1]
         cache.crop(-1)  # drop the <answer> entry again: every call starts from the same cache
         return model.score_all(hidden).topk(20)
@@ -121,10 +131,11 @@ def answer_step(model, rows, completions):
     return call
 
 
-def speed_rows(bundle: Path, split, n_samples: int) -> list[dict]:
+def speed_rows(bundle: Path, split, n_samples: int, device: str = "cpu", where: str | None = None) -> list[dict]:
     """Per request (batch 1), interleaved on the same samples: reasoning decode, the R²ec ranking step (on the
-    reasoning's KV cache, and recomputed from the tokens), trie beam search at width 20."""
-    r2ec = load_recommender(bundle, "cpu")
+    reasoning's KV cache, and recomputed from the tokens), trie beam search at width 20. where: the machine
+    phrase of the notes (default: torch threads on the shared 2-core CPU)."""
+    r2ec = load_recommender(bundle, device)
     beam = PolicyRecommender(r2ec.model.lm, r2ec.tokenizer, r2ec.scheme, r2ec.catalog, 20, name="trie_beam20",
                              backend="batched")
     samples = select_subset(split.test, n_samples, 1)
@@ -133,8 +144,10 @@ def speed_rows(bundle: Path, split, n_samples: int) -> list[dict]:
     with torch.no_grad():
         for sample in samples:
             prompt = r2ec.prompt_ids(sample)
+            _sync()
             started = time.perf_counter()
             rows, completions = r2ec.decode_reasoning([prompt])
+            _sync()
             times["decode"].append(1000 * (time.perf_counter() - started))
             think_tokens.append(len(completions[0]) - 2)
             step = answer_step(r2ec.model, rows, completions)
@@ -144,8 +157,9 @@ def speed_rows(bundle: Path, split, n_samples: int) -> list[dict]:
             beam_ids = beam.prompt_ids(sample)
             times["beam"].append(_ms(lambda b=beam_ids: beam.generator.top_items([b], 20, None)))
     mean = {k: sum(v) / len(v) for k, v in times.items()}
-    note = (f"{len(samples)} test samples (seed 1), one request at a time, interleaved, torch threads "
-            f"{torch.get_num_threads()}, niced on a shared 2-core machine; same backbone weights (r2ec_recpo's)")
+    where = where or f"torch threads {torch.get_num_threads()}, niced on a shared 2-core machine"
+    note = (f"{len(samples)} test samples (seed 1), one request at a time, interleaved, {where}; same backbone "
+            "weights (r2ec_recpo's)")
     row = {"dataset": "ml-100k", "protocol": "temporal"}
     return [
         {"name": "r2ec_rank_step", **row,

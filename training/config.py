@@ -282,6 +282,11 @@ class R2ecConfig(Section):
     valid_samples: int = Field(500, ge=0, description="seeded validation subset for early stopping; 0 = none")
     eval_every: int = Field(50, ge=1)
     patience: int = Field(3, ge=1)
+    prompt_style: Literal["tokens", "text"] = Field(
+        "tokens", description="tokens: the direct layout (tiny word-level base); text: titles separated by ';' "
+        "and an instruction (a pretrained text LLM, with identifiers.scheme=titles)")
+    lora_rank: int = Field(0, ge=0, description="LoRA rank (peft) on a pretrained base_model; 0 = full training")
+    lora_alpha: float = Field(8.0, gt=0, description="LoRA scaling numerator (scale = alpha / rank)")
     seed: int = 0
 
 

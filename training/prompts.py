@@ -74,6 +74,19 @@ REASONING_INSTRUCTION = (
     "Think step by step inside <think></think>: 1 behavioural evidence, 2 latent preferences, 3 intent, "
     "4 recommendation and justification, 5 denoised history. Then write the next item inside <answer></answer>."
 )
+# R²ec on a text LLM (r2ec.txt App. D): titles joined by ";", then this instruction; the rec head answers after
+# `<answer>`, so the instruction asks for reasoning only, in plain words.
+R2EC_INSTRUCTION = ("These are the movies this viewer watched, oldest first. Reason step by step about their tastes "
+                    "and what they will want to watch next.")
+
+
+def r2ec_prompt_kwargs(style: str) -> dict:
+    """`build_reasoning_prompt` keywords of an R²ec prompt style: "tokens" (the direct layout) or "text"."""
+    if style == "tokens":
+        return {}
+    if style == "text":
+        return {"instruction": R2EC_INSTRUCTION, "item_separator": ";"}
+    raise ValueError(f"unknown R2ec prompt style {style!r}; choose 'tokens' or 'text'")
 
 
 def build_reasoning_prompt(

@@ -14,6 +14,7 @@ import time
 from pathlib import Path
 
 from tqdm import tqdm
+from transformers import AutoConfig
 
 from training.bundle import source_section, update_metrics, validate_bundle, write_bundle
 from training.catalog import Catalog
@@ -22,6 +23,7 @@ from training.data.split import SplitData
 from training.eval.subset import select_subset
 from training.identifiers.base import IdentifierScheme
 from training.inference import load_policy_text, load_recommender
+from training.models.lora import add_lora, merge_lora
 from training.models.policy import build_policy, count_parameters, load_policy
 from training.models.r2ec import R2ec
 from training.pipeline import (
@@ -36,7 +38,7 @@ from training.pipeline import (
     may_record_metrics,
     reuse_bundle,
 )
-from training.prompts import PROMPT_LAYOUT_VERSION, REASONING_LAYOUT_VERSION
+from training.prompts import PROMPT_LAYOUT_VERSION, REASONING_LAYOUT_VERSION, r2ec_prompt_kwargs
 from training.reasoning.r2ec_recommender import (
     MAX_PROMPT_TOKENS,
     build_r2ec_model,
@@ -82,12 +84,16 @@ def build_base(cfg: RunConfig, catalog: Catalog, split: SplitData, parent: Path 
         tokenizer, scheme, _ = load_policy_text(Path(parent), manifest)
         return load_policy(Path(parent) / "policy").train(), tokenizer, scheme, manifest
     scheme = build_identifiers(cfg, catalog, split)
-    if cfg.policy.base_model:
-        tokenizer = build_policy_tokenizer(cfg, catalog, split, scheme)
-    else:
+    if not cfg.policy.base_model:
         tokenizer = build_tokenizer(collect_vocabulary(catalog, split.profiles.values(), scheme.new_tokens(),
                                                        min_word_count=1, max_words=MAX_WORDS))
-    return build_policy(cfg.policy, tokenizer, seed=cfg.r2ec.seed), tokenizer, scheme, None
+        return build_policy(cfg.policy, tokenizer, seed=cfg.r2ec.seed), tokenizer, scheme, None
+    tokenizer = build_policy_tokenizer(cfg, catalog, split, scheme)
+    lm = build_policy(cfg.policy, tokenizer, seed=cfg.r2ec.seed)
+    if cfg.r2ec.lora_rank:
+        pretrained_rows = AutoConfig.from_pretrained(cfg.policy.base_model).vocab_size
+        lm = add_lora(lm, cfg.r2ec.lora_rank, cfg.r2ec.lora_alpha, range(pretrained_rows, len(tokenizer)))
+    return lm, tokenizer, scheme, None
 
 
 def train_r2ec_model(cfg: RunConfig, model: R2ec, scheme: IdentifierScheme, catalog: Catalog, split: SplitData,
@@ -97,7 +103,8 @@ def train_r2ec_model(cfg: RunConfig, model: R2ec, scheme: IdentifierScheme, cata
     r = cfg.r2ec
 
     def prompts(samples):
-        return build_r2ec_prompts(samples, catalog, model.tokenizer, scheme.item_tokens, split.profiles)
+        return build_r2ec_prompts(samples, catalog, model.tokenizer, scheme.item_tokens, split.profiles,
+                                  **r2ec_prompt_kwargs(r.prompt_style))
 
     train = prompts(split.train)
     valid = prompts(select_subset(split.valid, r.valid_samples, cfg.eval.seed)) if r.valid_samples else []
@@ -132,7 +139,8 @@ def save_r2ec_bundle(root: Path, cfg: RunConfig, catalog: Catalog, split: SplitD
     generation = {"identifier_scheme": scheme.name, "prompt_layout": PROMPT_LAYOUT_VERSION,
                   "max_history": cfg.data.max_history, "max_prompt_tokens": MAX_PROMPT_TOKENS,
                   "r2ec": {"layout": REASONING_LAYOUT_VERSION, "reasoning": cfg.r2ec.reasoning,
-                           "max_think_tokens": cfg.r2ec.max_think_tokens, "temperature": 0.0}}
+                           "max_think_tokens": cfg.r2ec.max_think_tokens, "temperature": 0.0,
+                           "prompt_style": cfg.r2ec.prompt_style}}
     model_info = {"architecture": f"R2ec({type(model.lm).__name__})", "parameters": count_parameters(model.lm),
                   "config": (parent or {}).get("model", {}).get("config", cfg.policy.model_dump()),
                   "rec_head": head, "training": summary}
@@ -162,6 +170,7 @@ def train_r2ec_bundle(cfg: RunConfig, catalog: Catalog, split: SplitData, parent
     model = build_r2ec_model(lm, tokenizer, catalog, scheme, rec_head_settings(cfg.r2ec))
     summary = train_r2ec_model(cfg, model, scheme, catalog, split, root.parent / "train", device)
     summary.update(seconds_total=time.time() - started, parent=str(parent) if parent else None)
+    model.lm = merge_lora(model.lm)  # bundles hold plain weights
     save_r2ec_bundle(root, cfg, catalog, split, model.cpu(), scheme, summary, settings, parent_manifest)
     return root, True
 

@@ -30,7 +30,14 @@ from training.data.types import Sample
 from training.identifiers.base import IdentifierScheme
 from training.inference import load_policy_text, register_loader
 from training.models.r2ec import R2ec, build_item_prompt_pieces
-from training.prompts import ANSWER, BOS, REASONING_LAYOUT_VERSION, build_reasoning_prompt, text_words
+from training.prompts import (
+    ANSWER,
+    BOS,
+    REASONING_LAYOUT_VERSION,
+    build_reasoning_prompt,
+    r2ec_prompt_kwargs,
+    text_words,
+)
 from training.reasoning.rechead_recommender import catalog_fingerprint
 from training.rollout.reasoning_sampling import sample_reasoning
 from training.tokenization.builder import encode_pieces
@@ -76,12 +83,13 @@ class R2ecRecommender:
     """Greedy reasoning, then one rec-head ranking over the full catalog (r2ec.txt App. D); `rank(samples, k)`.
 
     reasoning: False for the "w/o reasoning" control (prompt + `<answer>`); max_think_tokens: reasoning budget;
-    batch_size: samples per decoding batch. Excluded items are masked to -inf before the top k.
+    batch_size: samples per decoding batch; prompt_style: "tokens" or "text" (`r2ec_prompt_kwargs`). Excluded
+    items are masked to -inf before the top k.
     """
 
     def __init__(self, model: R2ec, scheme: IdentifierScheme, catalog: Catalog, reasoning: bool = True,
                  max_think_tokens: int = 64, name: str = "r2ec", batch_size: int = 64,
-                 max_prompt_tokens: int = MAX_PROMPT_TOKENS):
+                 max_prompt_tokens: int = MAX_PROMPT_TOKENS, prompt_style: str = "tokens"):
         if model.n_items != len(catalog):
             raise ValueError(f"the rec head scores {model.n_items} items, the catalog holds {len(catalog)}")
         self.model, self.scheme, self.catalog, self.name = model.eval(), scheme, catalog, name
@@ -89,11 +97,14 @@ class R2ecRecommender:
         self.reasoning, self.max_think_tokens = reasoning, max_think_tokens
         self.batch_size, self.max_prompt_tokens = batch_size, max_prompt_tokens
         self.known = set(scheme.item_ids)
+        self.prompt_kwargs = r2ec_prompt_kwargs(prompt_style)
+        self.memo: dict[str, list[int]] = {}  # title -> token ids, shared by every request
 
     def prompt_ids(self, sample: Sample) -> list[int]:
         """The sample's reasoning prompt (no `<think>`); longer than max_prompt_tokens -> first + most recent."""
-        pieces = build_reasoning_prompt(sample.profile, sample.history, self.scheme.item_tokens, known=self.known)
-        ids = encode_pieces(self.tokenizer, pieces, self.vocab)
+        pieces = build_reasoning_prompt(sample.profile, sample.history, self.scheme.item_tokens, known=self.known,
+                                        **self.prompt_kwargs)
+        ids = encode_pieces(self.tokenizer, pieces, self.vocab, self.memo)
         if len(ids) > self.max_prompt_tokens:
             ids = ids[:1] + ids[len(ids) - self.max_prompt_tokens + 1:]
         return ids
@@ -176,4 +187,5 @@ def load_r2ec_recommender(root: Path, manifest: dict, device: str) -> R2ecRecomm
     model, scheme, catalog = load_r2ec_model(root, manifest, device)
     return R2ecRecommender(model, scheme, catalog, reasoning=entry["reasoning"],
                            max_think_tokens=entry["max_think_tokens"], name=manifest.get("name", "r2ec"),
-                           max_prompt_tokens=manifest["generation"].get("max_prompt_tokens", MAX_PROMPT_TOKENS))
+                           max_prompt_tokens=manifest["generation"].get("max_prompt_tokens", MAX_PROMPT_TOKENS),
+                           prompt_style=entry.get("prompt_style", "tokens"))

@@ -50,19 +50,26 @@ def build_tokenizer(vocabulary: list[str]) -> PreTrainedTokenizerFast:
     )
 
 
-def encode_pieces(tokenizer, pieces: Iterable[str], vocab: dict[str, int] | None = None) -> list[int]:
+def encode_pieces(tokenizer, pieces: Iterable[str], vocab: dict[str, int] | None = None,
+                  memo: dict[str, list[int]] | None = None) -> list[int]:
     """Token ids of a layout: a piece that is a vocabulary entry maps to its id, other pieces
     (titles, words of a pretrained tokenizer) are tokenized as text.
 
-    vocab: `tokenizer.get_vocab()`, passed by callers that encode many layouts.
+    vocab: `tokenizer.get_vocab()`, passed by callers that encode many layouts; memo: piece -> ids of pieces
+    tokenized as text, shared across calls (titles repeat across users: one tokenizer call each, not per use).
     """
     vocab = tokenizer.get_vocab() if vocab is None else vocab
     ids: list[int] = []
     for piece in pieces:
         if piece in vocab:
             ids.append(vocab[piece])
+        elif memo is not None and piece in memo:
+            ids.extend(memo[piece])
         else:
-            ids.extend(tokenizer(" " + piece, add_special_tokens=False)["input_ids"])
+            text_ids = tokenizer(" " + piece, add_special_tokens=False)["input_ids"]
+            if memo is not None:
+                memo[piece] = text_ids
+            ids.extend(text_ids)
     return ids
 
 

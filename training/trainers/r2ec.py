@@ -31,6 +31,7 @@ from training.catalog import Catalog
 from training.config import R2ecConfig
 from training.data.types import Sample, UserProfile
 from training.eval.metrics import ndcg_at_k
+from training.models.lora import trainable_parameters
 from training.models.r2ec import R2ec
 from training.prompts import build_reasoning_prompt
 from training.rewards import get_reward
@@ -66,12 +67,13 @@ def build_r2ec_prompts(samples: Sequence[Sample], catalog: Catalog, tokenizer, i
                        profiles: Mapping[str, UserProfile] | None = None, **prompt_kwargs) -> list[R2ecPrompt]:
     """Samples -> prompts of `build_reasoning_prompt` (item_tokens: raw id -> pieces; prompt_kwargs: known,
     instruction, item_separator for a text LLM). Targets outside the catalog are an error."""
-    vocab = tokenizer.get_vocab()
+    vocab, memo = tokenizer.get_vocab(), {}
     out = []
     for s in samples:
         pieces = build_reasoning_prompt((profiles or {}).get(s.user_id), s.history, item_tokens, **prompt_kwargs)
         history = tuple(catalog.index_of(i) for i in s.history if i in catalog)
-        out.append(R2ecPrompt(tuple(encode_pieces(tokenizer, pieces, vocab)), catalog.index_of(s.target), history))
+        ids = tuple(encode_pieces(tokenizer, pieces, vocab, memo))
+        out.append(R2ecPrompt(ids, catalog.index_of(s.target), history))
     return out
 
 
@@ -161,7 +163,7 @@ def r2ec_step(model: R2ec, batch: Sequence[R2ecPrompt], cfg: R2ecConfig, optimiz
         loss, stats, (candidates, items) = contrastive_loss(model, batch)
     optimizer.zero_grad(set_to_none=True)
     loss.backward()
-    torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+    torch.nn.utils.clip_grad_norm_(trainable_parameters(model), cfg.grad_clip)
     optimizer.step()
     if scheduler is not None:
         scheduler.step()
@@ -191,8 +193,9 @@ def train_r2ec(model: R2ec, prompts: Sequence[R2ecPrompt], cfg: R2ecConfig, run_
     if len(prompts) == 0:
         raise ValueError("nothing to train on: no R2ec prompts")
     torch.manual_seed(cfg.seed)
-    rng, generator = random.Random(cfg.seed), torch.Generator().manual_seed(cfg.seed)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    device = model.item_table.device  # sampling draws on the model's device, so the generator lives there too
+    rng, generator = random.Random(cfg.seed), torch.Generator(device=device).manual_seed(cfg.seed)
+    optimizer = torch.optim.AdamW(trainable_parameters(model), lr=cfg.lr, weight_decay=cfg.weight_decay)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: min(1.0, (s + 1) / (cfg.warmup_steps + 1)))
     model.refresh_item_table()
     log_path = None if run_dir is None else Path(run_dir) / "r2ec_log.jsonl"

@@ -3,7 +3,7 @@ from transformers import AutoTokenizer
 from training.data.types import UserProfile
 from training.identifiers.atomic import AtomicScheme
 from training.prompts import BOS, HIST, STRUCTURE_TOKENS
-from training.tokenization.builder import build_tokenizer, collect_vocabulary
+from training.tokenization.builder import build_tokenizer, collect_vocabulary, encode_pieces
 
 
 def test_vocabulary_starts_with_structure_tokens_and_has_no_duplicates(tiny_catalog):
@@ -25,3 +25,24 @@ def test_tokenizer_round_trips_through_save_pretrained(tmp_path, tiny_catalog):
     assert ids[4] == loaded.unk_token_id
     assert loaded.pad_token_id == vocab.index("<pad>")
     assert loaded.decode(ids[:3]) == f"{BOS} {HIST} <i_3>"
+
+
+class CountingTokenizer:
+    """Splits text on spaces into character codes and counts its calls (a fake for `encode_pieces`)."""
+
+    def __init__(self):
+        self.calls = 0
+
+    def __call__(self, text, add_special_tokens=False):
+        self.calls += 1
+        return {"input_ids": [ord(c) for c in text.strip()]}
+
+
+def test_encode_pieces_memo_gives_the_same_ids_with_one_call_per_text_piece():
+    vocab = {BOS: 0, HIST: 1}
+    pieces = [BOS, HIST, "ab", "c", "ab", "ab"]
+    plain = encode_pieces(CountingTokenizer(), pieces, vocab)
+    tokenizer, memo = CountingTokenizer(), {}
+    assert encode_pieces(tokenizer, pieces, vocab, memo) == plain == [0, 1, 97, 98, 99, 97, 98, 97, 98]
+    assert encode_pieces(tokenizer, ["c", "ab"], vocab, memo) == [99, 97, 98]
+    assert tokenizer.calls == 2 and memo == {"ab": [97, 98], "c": [99]}
