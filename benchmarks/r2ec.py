@@ -279,9 +279,9 @@ def notes_markdown(rows: list[dict], args: argparse.Namespace) -> str:
         "SFT never taught it to write or close a thought, so its `<think>` tokens are a learned prefix of up to "
         f"{args.max_think_tokens} tokens, not reasoning. These rows test the machinery (rollouts, fused reward, "
         "best-trajectory rec loss, bundle, evaluator); they are not evidence for or against the paper's idea.",
-        "- The SmolLM2-135M rows (the rows that test the idea) are left out: RecPO with 512-token reasonings on a "
-        "135M model is CPU-hours per run here, and the issue's LoRA (r = 4) needs `peft`, which is not installed. "
-        "They belong on the GPU machine.",
+        "- The SmolLM2-135M rows (the rows that test the idea) are in `reports/r2ec_pretrained.md`, run on the GPU "
+        "machine with `benchmarks/r2ec_pretrained.py` (LoRA r = 4): RecPO with long reasonings on a 135M model is "
+        "CPU-hours per run here.",
         "- One seed per row, a short run each: the policy's seed spread on this data (DESIGN.md §8) is larger "
         "than most differences here.",
     ])

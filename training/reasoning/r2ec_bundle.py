@@ -76,6 +76,9 @@ def build_base(cfg: RunConfig, catalog: Catalog, split: SplitData, parent: Path 
     None: a fresh model of the `policy` section (tiny Qwen3 with a word-level tokenizer holding every item-text
     word, or `policy.base_model`'s tokenizer extended with our tokens).
     """
+    if cfg.r2ec.lora_rank and not cfg.policy.base_model:
+        raise ValueError("r2ec.lora_rank adapts a pretrained base: set policy.base_model (an HF folder), or use "
+                         "r2ec.lora_rank=0 to train the tiny base or a parent bundle's policy in full")
     if parent is not None:
         manifest = validate_bundle(parent)
         if manifest["kind"] != "policy":

@@ -49,3 +49,9 @@ def test_parent_of_another_split_is_refused(parent):
 def test_bundle_dir_names_the_run_dataset_and_protocol():
     cfg = load_config("r2ec", ["r2ec.name=r2ec_no_reasoning", "runs_dir=/x"])
     assert str(r2ec_bundle_dir(cfg)) == "/x/r2ec_no_reasoning-ml-100k-temporal/bundle"
+
+
+def test_lora_without_a_pretrained_base_is_refused(parent):
+    kit, root = parent
+    with pytest.raises(ValueError, match="policy.base_model"):
+        build_base(load_config("r2ec", ["r2ec.lora_rank=4"]), kit.catalog, kit.split, root)
