@@ -63,6 +63,8 @@ class Bench:
         self.cache = Path(self.cfg.data.data_dir) / "cache"
 
     def subset_note(self, samples) -> str:
+        if len(samples) == len(self.split.test):
+            return f"all {len(samples)} test samples"
         return f"{len(samples)} of {len(self.split.test)} test samples (seed {self.args.seed}" + (
             ")" if len(samples) == len(self.samples) else f", seeded sub-subset of the {len(self.samples)})")
 
@@ -224,9 +226,15 @@ def srpo_rows(bench: Bench) -> list[dict]:
                            samples=samples, passk_samples=passk)
             + reasoning_rows(bench, "gream_srpo", bundle, budget, extra_rows=False, samples=samples,
                              passk_samples=passk))
+    if bench.args.srpo_all_samples:  # the greedy pair again on every test sample: a narrower paired interval
+        every = list(bench.split.test)
+        rows += (reasoning_rows(bench, "gream_sft_start_all", Path(bench.args.reasoning_policy), budget,
+                                extra_rows=False, pass_rows=False, samples=every)
+                 + reasoning_rows(bench, "gream_srpo_all", bundle, budget, extra_rows=False, pass_rows=False,
+                                  samples=every))
     training = read_manifest(bundle)["model"].get("training", {})
     if training.get("steps_run"):
-        for row in rows[len(rows) // 2:]:
+        for row in (r for r in rows if r["name"].startswith("gream_srpo")):
             row["seconds"].update(train=round(training["seconds"], 1),
                                   per_step=round(training["seconds"] / training["steps_run"], 2))
     return rows
@@ -276,10 +284,11 @@ def policy_cot_row(bench: Bench, decode, policy_version: str, name: str = "reche
 def add_intervals(rows: list[dict], out: Path = OUT) -> None:
     """ci95 of NDCG@10(row) - NDCG@10(sft) on the row's samples, plus the targets' other comparisons."""
     by_name = {r["name"]: r for r in rows}
-    pairs = [(r["name"], REFERENCE) for r in rows if r["name"] != REFERENCE]
+    pairs = [(r["name"], REFERENCE) for r in rows if r["name"] != REFERENCE and not r["name"].endswith("_all")]
     pairs += [("rechead_cot", "rechead_history"), ("rechead_cot_policy", "rechead_history"),
               ("rechead_cot_policy", "rechead_cot"), ("reasoning_sft", "reasoning_sft_direct"),
               ("reasoning_sft_pass1", "reasoning_sft_direct"), ("gream_srpo", "gream_sft_start"),
+              ("gream_srpo_all", "gream_sft_start_all"),
               *((f"gream_srpo_pass{k}", f"gream_sft_start_pass{k}") for k in (1, 5, 10)),
               ("rechead_cot_stage2", "rechead_cot_stage1"), ("rechead_cot_stage2", "rechead_history"),
               ("rporec_stage2_policy", "rporec_stage1_policy")]
@@ -334,6 +343,8 @@ def main() -> None:
     parser.add_argument("--srpo-policy", default=None,
                         help="a GREAM reasoning-SRPO bundle (`reasonrec train rl --config gream_reasoning`): adds "
                              "gream_sft_start* (the --reasoning-policy at its CoT budget) and gream_srpo* rows")
+    parser.add_argument("--srpo-all-samples", action="store_true",
+                        help="also the greedy gream_srpo / gream_sft_start pair on every test sample")
     parser.add_argument("--out-dir", type=Path, default=Path("reports"))
     parser.add_argument("overrides", nargs="*", help="config overrides (data.*, eval.beam_width, ...)")
     args = parser.parse_args()

@@ -92,6 +92,10 @@ def srpo_targets(rows: list[dict]) -> list[str]:
         return ["", "(issue 12) GREAM reasoning SRPO beats its SFT start: **not run** (no --srpo-policy)."]
     lines = ["", "(issue 12) GREAM reasoning SRPO beats its SFT start, greedy CoT: "
              f"{_line('gream_srpo', greedy, verdict_beats(greedy['ci95']))}."]
+    every = comparison(rows, "gream_srpo_all", "gream_sft_start_all")
+    if every:
+        verdict = verdict_beats(every["ci95"])
+        lines.append(f"- Greedy CoT on every test sample: {_line('gream_srpo_all', every, verdict)}")
     for k in (1, 5, 10):
         c = comparison(rows, f"gream_srpo_pass{k}", f"gream_sft_start_pass{k}")
         if c:

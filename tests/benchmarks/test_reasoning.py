@@ -167,3 +167,16 @@ def test_srpo_targets_read_the_paired_comparison_to_the_sft_start():
                           row("gream_srpo_pass5", "gream_sft_start_pass5", -0.01, 0.03)])
     assert "**met**" in lines[1] and "+0.0110" in lines[1]
     assert len(lines) == 3 and lines[2].startswith("- Pass@5") and "not significant" in lines[2]
+
+
+@pytest.mark.timeout(10)
+def test_srpo_targets_add_the_every_sample_pair_when_measured():
+    def row(name: str, ref: str, lo: float, hi: float) -> dict:
+        return {"name": name, "comparisons": [{"reference": ref, "n_samples": 9924, "mean_diff": (lo + hi) / 2,
+                                               "ci95": [lo, hi], "reference_ndcg@10": 0.03}]}
+
+    lines = srpo_targets([row("gream_srpo", "gream_sft_start", -0.001, 0.02),
+                          row("gream_srpo_all", "gream_sft_start_all", 0.001, 0.01)])
+    assert "not significant" in lines[1]
+    assert lines[2].startswith("- Greedy CoT on every test sample") and "on 9924 samples" in lines[2]
+    assert "**met**" in lines[2]
