@@ -15,6 +15,9 @@ piece to the one before:
 | `ray_same_loop` | the same with RAY_SERVE_RUN_USER_CODE_IN_SEPARATE_THREAD=0 (user code on the        |
 |                 | replica's main loop instead of a loop thread of its own); reasoning_cached only       |
 | `ray_no_access_log` | Ray Serve with its per-request access log off (LoggingConfig); reasoning_cached only |
+| `ray_throughput_optimized` | RAY_SERVE_THROUGHPUT_OPTIMIZED=1 (Serve's bundle: gRPC proxy -> replica, user code |
+|                 | and router on the main loop, GC frozen after start-up, no log to stderr), direct     |
+|                 | ingress kept off so the proxy still answers on the configured port; reasoning_cached |
 
 Rows `profile_<layer>_<scenario>_c<N>`. During the `ray` layer, py-spy samples the replica and the proxy
 (reasoning_cached, 8 users, --nonblocking) and their samples are summed by package of the innermost frame.
@@ -40,12 +43,15 @@ from loadtests.run import check_paths, run_locust, serve_settings, wait_ready
 from loadtests.scenarios import ARMS, EXPECTED_PATH, REPO_ROOT
 
 PROFILE_SCENARIOS = ("direct_native", "reasoning_cached")
-LAYERS = ("engine", "pipeline", "asgi", "uvicorn", "ray", "ray_same_loop", "ray_no_access_log")
+LAYERS = ("engine", "pipeline", "asgi", "uvicorn", "ray", "ray_same_loop", "ray_no_access_log",
+          "ray_throughput_optimized")
 SAME_LOOP_ENV = "RAY_SERVE_RUN_USER_CODE_IN_SEPARATE_THREAD"
+THROUGHPUT_ENV = {"RAY_SERVE_THROUGHPUT_OPTIMIZED": "1", "RAY_SERVE_ENABLE_DIRECT_INGRESS": "0"}
 # (layer, environment, access log off, scenarios)
 RAY_VARIANTS = (("ray", {}, False, PROFILE_SCENARIOS),
                 ("ray_same_loop", {SAME_LOOP_ENV: "0"}, False, ("reasoning_cached",)),
-                ("ray_no_access_log", {}, True, ("reasoning_cached",)))
+                ("ray_no_access_log", {}, True, ("reasoning_cached",)),
+                ("ray_throughput_optimized", THROUGHPUT_ENV, False, ("reasoning_cached",)))
 LAYER_WHAT = {
     "engine": "engine / Rechead+FAISS alone, in-process",
     "pipeline": "RecommendPipeline.recommend in-process (prebuilt request objects)",
@@ -55,6 +61,8 @@ LAYER_WHAT = {
     "ray_same_loop": f"Ray Serve with {SAME_LOOP_ENV}=0; locust client",
     "ray_no_access_log": "Ray Serve with LoggingConfig(enable_access_log=False) (serve.start and serve.run); "
                          "locust client",
+    "ray_throughput_optimized": "Ray Serve with RAY_SERVE_THROUGHPUT_OPTIMIZED=1, RAY_SERVE_ENABLE_DIRECT_INGRESS=0; "
+                                "locust client",
 }
 
 
@@ -360,7 +368,7 @@ def steps_md(by: dict[str, dict], scenario: str = "reasoning_cached", users: int
     for before, after in zip(chain, chain[1:], strict=False):
         out.append(f"- {before} → {after}: CPU {base[after]['cpu_ms_per_req'] - base[before]['cpu_ms_per_req']:+.1f}, "
                    f"p50 {base[after]['p50_ms'] - base[before]['p50_ms']:+.1f}")
-    for variant in ("ray_same_loop", "ray_no_access_log"):
+    for variant in ("ray_same_loop", "ray_no_access_log", "ray_throughput_optimized"):
         if variant in base and "ray" in base:
             v, r = base[variant], base["ray"]
             out.append(f"- ray → {variant}: CPU {v['cpu_ms_per_req'] - r['cpu_ms_per_req']:+.1f}, "
