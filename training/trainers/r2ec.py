@@ -38,7 +38,7 @@ from training.rewards import get_reward
 from training.rollout.reasoning_sampling import sample_reasoning
 from training.tokenization.builder import encode_pieces
 from training.trainers.run_files import append_jsonl, write_jsonl
-from training.trainers.weights import copy_state
+from training.trainers.weights import BestWeights
 
 
 @dataclass(frozen=True)
@@ -202,8 +202,7 @@ def train_r2ec(model: R2ec, prompts: Sequence[R2ecPrompt], cfg: R2ecConfig, run_
     if log_path is not None:
         log_path.parent.mkdir(parents=True, exist_ok=True)
         write_jsonl(log_path, [])
-    best = {"metric": None, "step": 0, "state": None}
-    bad, step = 0, 0
+    best, step = BestWeights(model), 0
     batches = _cycle(list(prompts), cfg.prompts_per_step, rng)
     for step in range(1, cfg.steps + 1):
         record = {"step": step, **r2ec_step(model, next(batches), cfg, optimizer, scheduler, generator)}
@@ -212,19 +211,15 @@ def train_r2ec(model: R2ec, prompts: Sequence[R2ecPrompt], cfg: R2ecConfig, run_
         if metric_fn is not None and (step % cfg.eval_every == 0 or step == cfg.steps):
             model.refresh_item_table()
             record["valid_metric"] = float(metric_fn(model))
-            if best["metric"] is None or record["valid_metric"] > best["metric"]:
-                best, bad = {"metric": record["valid_metric"], "step": step, "state": copy_state(model)}, 0
-            else:
-                bad += 1
+            best.offer(record["valid_metric"], step)
         if log_path is not None:
             append_jsonl(log_path, record)
-        if bad >= cfg.patience:
+        if best.worse >= cfg.patience:
             break
-    if best["state"] is not None:
-        model.load_state_dict(best["state"])
+    best.restore()
     model.refresh_item_table()
     model.eval()
-    return {"steps_run": step, "best_step": best["step"], "best_valid_metric": best["metric"]}
+    return {"steps_run": step, "best_step": best.step, "best_valid_metric": best.metric}
 
 
 def _cycle(items: list[R2ecPrompt], size: int, rng: random.Random) -> Iterator[list[R2ecPrompt]]:

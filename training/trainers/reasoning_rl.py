@@ -35,7 +35,7 @@ from training.rollout.sampling import TrieSampler
 from training.rollout.scoring import completion_logprobs
 from training.trainers.run_files import append_jsonl, write_jsonl
 from training.trainers.sft import validate
-from training.trainers.weights import copy_state
+from training.trainers.weights import BestWeights
 
 
 @dataclass(frozen=True)
@@ -176,10 +176,10 @@ def train_reasoning_rl(policy, prompts: Sequence[Sample], valid: Sequence[Sample
     rng, generator = random.Random(cfg.seed), torch.Generator().manual_seed(cfg.seed)
     model.eval()
     start = validate(reasoner, valid)
-    best = {"ndcg": start, "step": 0, "state": copy_state(model)}
-    tqdm.write(f"reasoning rl start: valid NDCG@10 {best['ndcg']:.4f} (greedy CoT of {cfg.max_think_tokens} tokens)")
-    log_path, bad, step = run_dir / "rl_log.jsonl", 0, 0
-    write_jsonl(log_path, [{"step": 0, "valid_ndcg@10": best["ndcg"]}])
+    best = BestWeights(model, start)
+    tqdm.write(f"reasoning rl start: valid NDCG@10 {start:.4f} (greedy CoT of {cfg.max_think_tokens} tokens)")
+    log_path, step = run_dir / "rl_log.jsonl", 0
+    write_jsonl(log_path, [{"step": 0, "valid_ndcg@10": start}])
     order: list[Sample] = []
     for step in tqdm(range(1, cfg.steps + 1), desc=f"rl {cfg.recipe} (reasoning)"):
         if len(order) < cfg.prompts_per_step:
@@ -191,17 +191,14 @@ def train_reasoning_rl(policy, prompts: Sequence[Sample], valid: Sequence[Sample
         if step % cfg.eval_every == 0 or step == cfg.steps:
             model.eval()
             record["valid_ndcg@10"] = validate(reasoner, valid)
-            if record["valid_ndcg@10"] > best["ndcg"]:
-                best, bad = {"ndcg": record["valid_ndcg@10"], "step": step, "state": copy_state(model)}, 0
-            else:
-                bad += 1
+            best.offer(record["valid_ndcg@10"], step)
             tqdm.write(f"step {step}: valid NDCG@10 {record['valid_ndcg@10']:.4f} reward {record['reward_mean']:.4f}")
         append_jsonl(log_path, record)
-        if bad >= cfg.patience:
+        if best.worse >= cfg.patience:
             break
-    model.load_state_dict(best["state"])
+    best.restore()
     model.eval()
-    return {"best_step": best["step"], "best_valid_ndcg@10": best["ndcg"], "start_valid_ndcg@10": start,
+    return {"best_step": best.step, "best_valid_ndcg@10": best.metric, "start_valid_ndcg@10": start,
             "steps_run": step, "mode": "reasoning", "max_think_tokens": cfg.max_think_tokens}
 
 

@@ -24,7 +24,7 @@ from training.trainers.rl_rollout import collect_rollout
 from training.trainers.rl_update import continued_sft_loss, policy_gradient_loss, simpo_loss
 from training.trainers.run_files import append_jsonl, write_jsonl
 from training.trainers.sft import validate
-from training.trainers.weights import copy_state
+from training.trainers.weights import BestWeights
 
 
 def train_rl(policy, prompts: Sequence[Sample], valid: Sequence[Sample], cfg: RLConfig, run_dir: Path,
@@ -40,9 +40,9 @@ def train_rl(policy, prompts: Sequence[Sample], valid: Sequence[Sample], cfg: RL
                                   policy.generator.beam_width, run_dir, cfg.seed)
     optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     rng, generator = random.Random(cfg.seed), torch.Generator().manual_seed(cfg.seed)
-    best = {"ndcg": validate(policy, valid), "step": 0, "state": copy_state(model)}
-    tqdm.write(f"rl start: valid NDCG@10 {best['ndcg']:.4f}")
-    log, bad = [{"step": 0, "valid_ndcg@10": best["ndcg"]}], 0
+    best = BestWeights(model, validate(policy, valid))
+    tqdm.write(f"rl start: valid NDCG@10 {best.metric:.4f}")
+    log = [{"step": 0, "valid_ndcg@10": best.metric}]
     log_path = run_dir / "rl_log.jsonl"
     write_jsonl(log_path, log)
     batches = _cycle(list(prompts), cfg.prompts_per_step, rng)
@@ -52,18 +52,15 @@ def train_rl(policy, prompts: Sequence[Sample], valid: Sequence[Sample], cfg: RL
         record["step"] = step
         if step % cfg.eval_every == 0 or step == cfg.steps:
             record["valid_ndcg@10"] = validate(policy, valid)
-            if record["valid_ndcg@10"] > best["ndcg"]:
-                best, bad = {"ndcg": record["valid_ndcg@10"], "step": step, "state": copy_state(model)}, 0
-            else:
-                bad += 1
+            best.offer(record["valid_ndcg@10"], step)
             tqdm.write(f"step {step}: valid NDCG@10 {record['valid_ndcg@10']:.4f} reward {record['reward_mean']:.4f}")
         log.append(record)
         append_jsonl(log_path, record)
-        if bad >= cfg.patience:
+        if best.worse >= cfg.patience:
             break
-    model.load_state_dict(best["state"])
+    best.restore()
     model.eval()
-    return {"best_step": best["step"], "best_valid_ndcg@10": best["ndcg"],
+    return {"best_step": best.step, "best_valid_ndcg@10": best.metric,
             "start_valid_ndcg@10": log[0]["valid_ndcg@10"], "steps_run": log[-1]["step"]}
 
 
