@@ -287,6 +287,8 @@ class R2ecConfig(Section):
         "and an instruction (a pretrained text LLM, with identifiers.scheme=titles)")
     lora_rank: int = Field(0, ge=0, description="LoRA rank (peft) on a pretrained base_model; 0 = full training")
     lora_alpha: float = Field(8.0, gt=0, description="LoRA scaling numerator (scale = alpha / rank)")
+    merge_lora_for_rollouts: bool = Field(True, description="sample rollouts from a merged copy of a LoRA model "
+                                          "(fewer kernels per decoded token); off = sample through the adapters")
     seed: int = 0
 
 

@@ -31,7 +31,7 @@ from training.catalog import Catalog
 from training.config import R2ecConfig
 from training.data.types import Sample, UserProfile
 from training.eval.metrics import ndcg_at_k
-from training.models.lora import trainable_parameters
+from training.models.lora import merged_copy, trainable_parameters
 from training.models.r2ec import R2ec
 from training.prompts import build_reasoning_prompt
 from training.rewards import get_reward
@@ -83,7 +83,8 @@ def collect_rollout(model: R2ec, batch: Sequence[R2ecPrompt], cfg: R2ecConfig,
     think = [[*p.prompt_ids, model.think_id] for p in batch]
     was_training = model.lm.training
     model.lm.eval()
-    thoughts = sample_reasoning(model.lm, think, cfg.group_size, model.think_end_id, model.pad_id, model.banned_ids,
+    sampler = merged_copy(model.lm) if cfg.merge_lora_for_rollouts else model.lm
+    thoughts = sample_reasoning(sampler, think, cfg.group_size, model.think_end_id, model.pad_id, model.banned_ids,
                                 cfg.max_think_tokens, cfg.temperature, cfg.top_k, generator)
     model.lm.train(was_training)
     prompts, completions, n_actions = [], [], []

@@ -5,7 +5,14 @@ import torch
 
 from tests.r2ec_kit import make_r2ec_kit
 from training.config import R2ecConfig
-from training.models.lora import add_lora, is_lora, merge_lora, row_gradient_mask, trainable_parameters
+from training.models.lora import (
+    add_lora,
+    is_lora,
+    merge_lora,
+    merged_copy,
+    row_gradient_mask,
+    trainable_parameters,
+)
 from training.prompts import ANSWER, THINK, THINK_END, r2ec_prompt_kwargs
 from training.trainers.r2ec import build_r2ec_prompts, r2ec_step
 
@@ -72,3 +79,18 @@ def test_text_prompt_style_puts_separators_and_the_instruction():
     assert text["item_separator"] == ";" and text["instruction"].endswith("next.")
     with pytest.raises(ValueError, match="prompt style"):
         r2ec_prompt_kwargs("chat")
+
+
+def test_merged_copy_samples_like_the_adapters_and_leaves_them_in_place(lora_kit):
+    kit = lora_kit
+    with torch.no_grad():
+        for p in (p for n, p in kit.model.lm.named_parameters() if "lora_B" in n):
+            p.normal_(0, 0.05)
+    ids = torch.tensor([list(kit.prompts[0].prompt_ids)])
+    kit.model.lm.eval()
+    copy = merged_copy(kit.model.lm)
+    with torch.no_grad():
+        torch.testing.assert_close(copy(input_ids=ids).logits, kit.model.lm(input_ids=ids).logits,
+                                   atol=1e-5, rtol=1e-5)
+    assert is_lora(kit.model.lm) and not is_lora(copy) and not any(p.requires_grad for p in copy.parameters())
+    assert merged_copy(copy) is copy
