@@ -24,6 +24,10 @@ def not_run(rows: list[dict]) -> list[dict]:
     return [r for r in NOT_RUN if REPLACED_BY.get(r["name"]) not in names]
 
 
+R2EC_POINTER = ("R²ec rows (issue 12) have reports of their own, scored by the same evaluator on the same temporal "
+                "split, with seen items filtered: `reports/r2ec.md` (tiny base, CPU) and `reports/r2ec_pretrained.md` "
+                "(SmolLM2-135M, GPU machine).")
+
 DIRECT_ROWS = ("reasoning_sft", "reasoning_sft_pass1", "rechead_cot_policy", "rechead_cot")
 
 
@@ -68,6 +72,7 @@ def targets_markdown(rows: list[dict], context: list[str] = (), c_context: list[
     lines += ["", "Pass@5 / Pass@10 rankings put the union of K sampled answers first (an oracle-of-K view, "
               "GREAM Table 2); they are reported, not counted for (c). `rechead_cot` reads the programmatic "
               "teacher's CoT, which serving does not have; the serving path is `rechead_cot_policy`."]
+    lines += ["", R2EC_POINTER]
     return lines
 
 
