@@ -56,10 +56,17 @@ def r2ec_bundle_dir(cfg: RunConfig) -> Path:
     return Path(cfg.runs_dir) / f"{cfg.r2ec.name}-{cfg.data.dataset}-{cfg.data.protocol}" / "bundle"
 
 
+# R2ecConfig fields added after the first bundles: they enter a bundle's settings only when changed from these
+# values (which reproduce the earlier behaviour), so bundles made before them stay reusable
+LATER_R2EC_DEFAULTS = {"prompt_style": "tokens", "lora_rank": 0, "lora_alpha": 8.0, "merge_lora_for_rollouts": True}
+
+
 def r2ec_settings(cfg: RunConfig, split: SplitData, parent: dict | None) -> dict:
     """What makes an R²ec bundle: data, the R²ec section, validation seed, split, and the backbone's origin
     (the parent bundle's version, or the identifier and policy sections of a from-scratch base)."""
-    settings = {"data": data_settings(cfg), "r2ec": cfg.r2ec.model_dump(mode="json"), "valid_seed": cfg.eval.seed,
+    r2ec = {k: v for k, v in cfg.r2ec.model_dump(mode="json").items()
+            if k not in LATER_R2EC_DEFAULTS or v != LATER_R2EC_DEFAULTS[k]}
+    settings = {"data": data_settings(cfg), "r2ec": r2ec, "valid_seed": cfg.eval.seed,
                 "split_sha256": split.content_hash}
     if parent is not None:
         settings["parent_bundle_version"] = parent["bundle_version"]

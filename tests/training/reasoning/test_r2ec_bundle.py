@@ -55,3 +55,11 @@ def test_lora_without_a_pretrained_base_is_refused(parent):
     kit, root = parent
     with pytest.raises(ValueError, match="policy.base_model"):
         build_base(load_config("r2ec", ["r2ec.lora_rank=4"]), kit.catalog, kit.split, root)
+
+
+def test_settings_added_later_enter_the_key_only_when_changed(parent):
+    kit, _ = parent
+    plain = r2ec_settings(load_config("r2ec"), kit.split, None)["r2ec"]
+    assert "lora_rank" not in plain and "prompt_style" not in plain and "group_size" in plain
+    lora = r2ec_settings(load_config("r2ec", ["r2ec.lora_rank=4", "r2ec.prompt_style=text"]), kit.split, None)["r2ec"]
+    assert lora["lora_rank"] == 4 and lora["prompt_style"] == "text" and "lora_alpha" not in lora
