@@ -18,7 +18,7 @@ from pathlib import Path
 
 import torch
 
-from benchmarks.r2ec import _sync
+from benchmarks.r2ec import sync_cuda
 from benchmarks.r2ec_pretrained import parse_args as pretrained_args
 from benchmarks.r2ec_pretrained import row_config
 from training.eval.report import write_report
@@ -61,10 +61,10 @@ def time_rollout(model, batch, cfg, merge: bool, seed: int) -> tuple[float, int]
     """(seconds, decoded tokens) of one rollout step."""
     cfg = cfg.model_copy(update={"r2ec": cfg.r2ec.model_copy(update={"merge_lora_for_rollouts": merge})})
     generator = torch.Generator(device=model.item_table.device).manual_seed(seed)
-    _sync()
+    sync_cuda()
     started = time.perf_counter()
     rollout = collect_rollout(model, batch, cfg.r2ec, generator)
-    _sync()
+    sync_cuda()
     return time.perf_counter() - started, sum(rollout.n_actions)
 
 
@@ -76,10 +76,10 @@ def main(argv: list[str] | None = None) -> None:
     cfg = cfg.model_copy(update={"r2ec": cfg.r2ec.model_copy(update={"group_size": args.group_size})})
     merge_ms = []
     for _ in range(args.repeats):
-        _sync()
+        sync_cuda()
         started = time.perf_counter()
         merged_copy(model.lm)
-        _sync()
+        sync_cuda()
         merge_ms.append(1000 * (time.perf_counter() - started))
     seconds, tokens = {True: [], False: []}, {True: 0, False: 0}
     time_rollout(model, prompts[: args.prompts_per_step], cfg, True, 0)  # warm-up (allocator, kernels)

@@ -97,18 +97,19 @@ def quality_row(name: str, cfg, bundle: Path, catalog, split, notes: str, out: P
     return row, out / "predictions.jsonl"
 
 
-def _sync() -> None:
+def sync_cuda() -> None:
+    """Wait for queued CUDA kernels (a no-op without a GPU), so wall-clock timings cover the work."""
     if torch.cuda.is_available():
         torch.cuda.synchronize()
 
 
 def _ms(fn, repeats: int = 1) -> float:
     """Milliseconds per call of fn (CUDA work finished before and after: kernels are asynchronous)."""
-    _sync()
+    sync_cuda()
     started = time.perf_counter()
     for _ in range(repeats):
         fn()
-    _sync()
+    sync_cuda()
     return 1000 * (time.perf_counter() - started) / repeats
 
 
@@ -144,10 +145,10 @@ def speed_rows(bundle: Path, split, n_samples: int, device: str = "cpu", where: 
     with torch.no_grad():
         for sample in samples:
             prompt = r2ec.prompt_ids(sample)
-            _sync()
+            sync_cuda()
             started = time.perf_counter()
             rows, completions = r2ec.decode_reasoning([prompt])
-            _sync()
+            sync_cuda()
             times["decode"].append(1000 * (time.perf_counter() - started))
             think_tokens.append(len(completions[0]) - 2)
             step = answer_step(r2ec.model, rows, completions)

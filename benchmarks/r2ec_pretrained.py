@@ -24,6 +24,7 @@ import torch
 from benchmarks.common import paired_interval
 from benchmarks.r2ec import quality_row, speed_rows
 from training.config import load_config
+from training.devices import resolve_device
 from training.eval.report import markdown_table, write_report
 from training.models.smollm2 import smollm2_dir
 from training.pipeline import prepare_data
@@ -74,7 +75,7 @@ def machine_phrase(device: str) -> str:
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     args.base_model = args.base_model or smollm2_dir()
-    device = "cuda" if args.device == "cuda" or (args.device == "auto" and torch.cuda.is_available()) else "cpu"
+    device = resolve_device(args.device)
     torch.backends.cuda.matmul.allow_tf32 = True
     where = args.where or machine_phrase(device)
     catalog, split = prepare_data(row_config(args, ROWS[0][0], False))

@@ -18,7 +18,7 @@ from transformers import AutoConfig
 
 from training.bundle import source_section, update_metrics, validate_bundle, write_bundle
 from training.catalog import Catalog
-from training.config import RunConfig, save_config
+from training.config import R2ecConfig, RunConfig, save_config
 from training.data.split import SplitData
 from training.eval.subset import select_subset
 from training.identifiers.base import IdentifierScheme
@@ -56,16 +56,16 @@ def r2ec_bundle_dir(cfg: RunConfig) -> Path:
     return Path(cfg.runs_dir) / f"{cfg.r2ec.name}-{cfg.data.dataset}-{cfg.data.protocol}" / "bundle"
 
 
-# R2ecConfig fields added after the first bundles: they enter a bundle's settings only when changed from these
-# values (which reproduce the earlier behaviour), so bundles made before them stay reusable
-LATER_R2EC_DEFAULTS = {"prompt_style": "tokens", "lora_rank": 0, "lora_alpha": 8.0, "merge_lora_for_rollouts": True}
+# R2ecConfig fields added after the first bundles: they enter a bundle's settings only when changed from their
+# defaults (which reproduce the earlier behaviour), so bundles made before them stay reusable
+LATER_R2EC_FIELDS = ("prompt_style", "lora_rank", "lora_alpha", "merge_lora_for_rollouts")
 
 
 def r2ec_settings(cfg: RunConfig, split: SplitData, parent: dict | None) -> dict:
     """What makes an R²ec bundle: data, the R²ec section, validation seed, split, and the backbone's origin
     (the parent bundle's version, or the identifier and policy sections of a from-scratch base)."""
     r2ec = {k: v for k, v in cfg.r2ec.model_dump(mode="json").items()
-            if k not in LATER_R2EC_DEFAULTS or v != LATER_R2EC_DEFAULTS[k]}
+            if k not in LATER_R2EC_FIELDS or v != R2ecConfig.model_fields[k].default}
     settings = {"data": data_settings(cfg), "r2ec": r2ec, "valid_seed": cfg.eval.seed,
                 "split_sha256": split.content_hash}
     if parent is not None:
