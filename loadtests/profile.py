@@ -18,6 +18,8 @@ piece to the one before:
 | `ray_throughput_optimized` | RAY_SERVE_THROUGHPUT_OPTIMIZED=1 (Serve's bundle: gRPC proxy -> replica, user code |
 |                 | and router on the main loop, GC frozen after start-up, no log to stderr), direct     |
 |                 | ingress kept off so the proxy still answers on the configured port; reasoning_cached |
+| `ray_direct_ingress` | settings.direct_ingress: the replica answers HTTP on a port of its own (Serve's      |
+|                 | direct ingress) and locust sends there: no proxy hop                                  |
 
 Rows `profile_<layer>_<scenario>_c<N>`. During the `ray` layer, py-spy samples the replica and the proxy
 (reasoning_cached, 8 users, --nonblocking) and their samples are summed by package of the innermost frame.
@@ -44,14 +46,15 @@ from loadtests.scenarios import ARMS, EXPECTED_PATH, REPO_ROOT
 
 PROFILE_SCENARIOS = ("direct_native", "reasoning_cached")
 LAYERS = ("engine", "pipeline", "asgi", "uvicorn", "ray", "ray_same_loop", "ray_no_access_log",
-          "ray_throughput_optimized")
+          "ray_throughput_optimized", "ray_direct_ingress")
 SAME_LOOP_ENV = "RAY_SERVE_RUN_USER_CODE_IN_SEPARATE_THREAD"
 THROUGHPUT_ENV = {"RAY_SERVE_THROUGHPUT_OPTIMIZED": "1", "RAY_SERVE_ENABLE_DIRECT_INGRESS": "0"}
 # (layer, environment, access log off, scenarios)
 RAY_VARIANTS = (("ray", {}, False, PROFILE_SCENARIOS),
                 ("ray_same_loop", {SAME_LOOP_ENV: "0"}, False, ("reasoning_cached",)),
                 ("ray_no_access_log", {}, True, ("reasoning_cached",)),
-                ("ray_throughput_optimized", THROUGHPUT_ENV, False, ("reasoning_cached",)))
+                ("ray_throughput_optimized", THROUGHPUT_ENV, False, ("reasoning_cached",)),
+                ("ray_direct_ingress", {}, False, PROFILE_SCENARIOS))
 LAYER_WHAT = {
     "engine": "engine / Rechead+FAISS alone, in-process",
     "pipeline": "RecommendPipeline.recommend in-process (prebuilt request objects)",
@@ -63,6 +66,7 @@ LAYER_WHAT = {
                          "locust client",
     "ray_throughput_optimized": "Ray Serve with RAY_SERVE_THROUGHPUT_OPTIMIZED=1, RAY_SERVE_ENABLE_DIRECT_INGRESS=0; "
                                 "locust client",
+    "ray_direct_ingress": "Ray Serve direct ingress: locust -> the ingress replica's own HTTP port, no proxy",
 }
 
 
@@ -272,10 +276,14 @@ def run_profile(args, redis_url: str, data: dict, data_path: Path, workdir: Path
         saved = {k: os.environ.get(k) for k in env}
         os.environ.update(env)
         try:
-            settings_ray = serve_settings(args, free_port(), redis_url, workdir, arms)
+            settings_ray = serve_settings(args, free_port(), redis_url, workdir, arms).model_copy(
+                update={"direct_ingress": layer == "ray_direct_ingress"})
             url = start_serve_quiet(settings_ray, args.threads) if quiet else \
                 deployments.start(settings_ray, None, 1, float(args.threads))
             wait_ready(url)
+            if settings_ray.direct_ingress:
+                url = deployments.replica_urls(settings_ray)[0]
+                wait_ready(url)
             check_paths(url, data, scenarios)
             rows += _http_layer(layer, url, args, data_path, workdir, levels, None, scenarios)
             if layer == "ray" and args.pyspy_seconds > 0:
@@ -368,7 +376,7 @@ def steps_md(by: dict[str, dict], scenario: str = "reasoning_cached", users: int
     for before, after in zip(chain, chain[1:], strict=False):
         out.append(f"- {before} → {after}: CPU {base[after]['cpu_ms_per_req'] - base[before]['cpu_ms_per_req']:+.1f}, "
                    f"p50 {base[after]['p50_ms'] - base[before]['p50_ms']:+.1f}")
-    for variant in ("ray_same_loop", "ray_no_access_log", "ray_throughput_optimized"):
+    for variant in ("ray_same_loop", "ray_no_access_log", "ray_throughput_optimized", "ray_direct_ingress"):
         if variant in base and "ray" in base:
             v, r = base[variant], base["ray"]
             out.append(f"- ray → {variant}: CPU {v['cpu_ms_per_req'] - r['cpu_ms_per_req']:+.1f}, "

@@ -75,6 +75,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--n-users", type=int, default=200, help="sampled ML-100k users (histories, reasoning rows)")
     p.add_argument("--history-len", type=int, default=50, help="direct requests send the last N items")
     p.add_argument("--k", type=int, default=10)
+    p.add_argument("--ingress", choices=("proxy", "direct"), default="proxy",
+                   help="HTTP path of the main runs: Serve's proxy on the configured port, or the replica's own port "
+                        "(Serve direct ingress, settings.direct_ingress)")
     p.add_argument("--threads", type=int, default=1, help="torch threads here and CPUs of the Serve replica")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--workdir", type=Path, default=None, help="default runs/loadtests/<UTC time>")
@@ -118,6 +121,7 @@ def serve_settings(args: argparse.Namespace, port: int, redis_url: str, workdir:
 
     raw = ServeSettings.from_yaml(args.config).model_dump(mode="json")
     raw.update(host="127.0.0.1", port=port, redis_url=redis_url, namespace=NAMESPACE,
+               direct_ingress=getattr(args, "ingress", "proxy") == "direct",
                feedback_log=str(workdir / "feedback.jsonl"),
                bundles={"sft": str(args.sft), "rechead": str(args.rechead)},
                experiments=[{"name": "loadtest", "salt": "loadtest-v1",
@@ -313,6 +317,9 @@ def main(argv: Sequence[str] | None = None) -> None:
             served = True
             url = deployments.start(settings, None, 1, float(args.threads))
             wait_ready(url)
+            if args.ingress == "direct":
+                url = deployments.replica_urls(settings)[0]
+                wait_ready(url)
             facts["serve_start_s"] = round(time.perf_counter() - t0, 1)
             facts["path_mismatch_at_check"] = check_paths(url, data, scenarios)
             facts["serve_idle_cores"] = round(idle_cores(serve_processes()), 3)

@@ -123,13 +123,32 @@ def _add_error_handlers(app: FastAPI) -> None:
 
 
 def _add_metrics_middleware(app: FastAPI, pipeline: RecommendPipeline) -> None:
-    @app.middleware("http")
-    async def observe(request: Request, call_next):
+    app.add_middleware(ObserveRequests, metrics=pipeline.metrics)
+
+
+class ObserveRequests:
+    """Counts and times the HTTP requests the pipeline does not count itself (refused by validation, /healthz, ...).
+    Plain ASGI rather than `@app.middleware("http")`, whose BaseHTTPMiddleware adds a task and a body stream to
+    every request. The routes mark a request as counted with `request.state.observed` (Starlette keeps
+    `request.state` in `scope["state"]`)."""
+
+    def __init__(self, app, metrics):
+        self.app, self.metrics = app, metrics
+
+    async def __call__(self, scope, receive, send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
         started, status = time.perf_counter(), 500
+
+        async def send_noting_status(message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
         try:
-            response = await call_next(request)
-            status = response.status_code
-            return response
+            await self.app(scope, receive, send_noting_status)
         finally:
-            if not getattr(request.state, "observed", False):
-                pipeline.metrics.observe_request(request.url.path, status, time.perf_counter() - started)
+            if not scope.get("state", {}).get("observed", False):
+                self.metrics.observe_request(scope["path"], status, time.perf_counter() - started)

@@ -44,6 +44,8 @@ def serve_command(
         deployments.stop()
         raise typer.Exit(1) from None
     console.print(f"reasonrec serving at {url} (docs: {url}/docs); Ctrl-C stops it")
+    for replica_url in deployments.replica_urls(settings):
+        console.print(f"  direct ingress (no proxy hop): {replica_url}")
     stopped = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stopped.set())

@@ -35,6 +35,11 @@ DRAIN_S = 30.0
 ADMIN_TOKEN_ENV = "REASONREC_ADMIN_TOKEN"
 LOOPBACK = ("127.0.0.1", "::1", "localhost")
 RELOAD_PATH = "/admin/reload"
+# Serve reads these when each of its processes starts, so they are set before Ray starts (`start`).
+DIRECT_INGRESS_ENV = {"RAY_SERVE_ENABLE_DIRECT_INGRESS": "1",
+                      # Serve keeps a stopping replica open this long for outside load balancers (default 30 s)
+                      "RAY_SERVE_DIRECT_INGRESS_MIN_DRAINING_PERIOD_S": "2"}
+_saved_env: dict[str, str | None] = {}
 REPLICA_ENV = {"VLLM_ENABLE_V1_MULTIPROCESSING": "0", "VLLM_CPU_KVCACHE_SPACE": "1", "VLLM_HOST_IP": "127.0.0.1",
                "VLLM_NO_USAGE_STATS": "1", "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
 
@@ -237,12 +242,47 @@ def start(settings: ServeSettings, num_cpus: int | None = None, num_replicas: in
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
     if not ray.is_initialized():
         address = address or os.environ.get("RAY_ADDRESS")
+        if settings.direct_ingress:
+            _enable_direct_ingress(address)
         ray.init(address=address, num_cpus=None if address else num_cpus, include_dashboard=False,
                  log_to_driver=False, **({} if address else {"_node_ip_address": "127.0.0.1"}))
     _start_proxy(settings)
     serve.run(build_application(settings, num_replicas, replica_cpus, engine_cpus), name="reasonrec", route_prefix="/",
               blocking=blocking)
     return f"http://{settings.host}:{settings.port}"
+
+
+def _enable_direct_ingress(address: str | None) -> None:
+    """Sets DIRECT_INGRESS_ENV for the local Ray about to start (`stop` restores it). A cluster that is joined has
+    its own environment: start it with these variables."""
+    if address:
+        log.warning("direct_ingress: the Ray cluster at %s must have been started with %s", address,
+                    " ".join(f"{k}={v}" for k, v in DIRECT_INGRESS_ENV.items()))
+        return
+    for name, value in DIRECT_INGRESS_ENV.items():
+        _saved_env.setdefault(name, os.environ.get(name))
+        os.environ[name] = value
+
+
+def replica_urls(settings: ServeSettings, timeout_s: float = 30.0) -> list[str]:
+    """Base URLs of the app replicas' own HTTP servers when direct ingress is on; [] when it is off. Waits up to
+    `timeout_s` for Serve to list a started replica. Serve's controller has no public call for this in Ray 2.60:
+    `get_target_groups` is what its HAProxy integration uses."""
+    import time
+
+    import ray
+
+    if not settings.direct_ingress:
+        return []
+    controller = serve.context._get_global_client()._controller
+    deadline = time.monotonic() + timeout_s
+    while True:
+        groups = ray.get(controller.get_target_groups.remote("reasonrec"))
+        targets = sorted({(t.ip, t.port) for g in groups if str(g.protocol).endswith("HTTP") for t in g.targets
+                          if t.name.startswith("SERVE_REPLICA")})
+        if targets or time.monotonic() > deadline:  # a replica binds settings.host; Serve lists the node's address
+            return [f"http://{'127.0.0.1' if settings.host in LOOPBACK else ip}:{port}" for ip, port in targets]
+        time.sleep(0.5)
 
 
 def _start_proxy(settings: ServeSettings, attempts: int = 3) -> None:
@@ -266,3 +306,9 @@ def stop() -> None:
 
     serve.shutdown()
     ray.shutdown()
+    while _saved_env:
+        name, value = _saved_env.popitem()
+        if value is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = value

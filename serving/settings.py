@@ -94,6 +94,8 @@ class ServeSettings(Section):
 
     host: str = "127.0.0.1"
     port: int = Field(8000, ge=1, le=65535)
+    direct_ingress: bool = Field(False, description="each app replica also answers HTTP on a port of its own "
+                                                   "(Ray Serve direct ingress), skipping the proxy hop")
     max_k: int = Field(100, ge=1)
     max_body_bytes: int = Field(1 << 20, ge=1024, description="a larger request body is refused with 413")
     request_timeout_s: float = Field(2.0, gt=0)

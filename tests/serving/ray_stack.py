@@ -75,7 +75,8 @@ def bundle_version(bundle: Path) -> str:
 def settings_raw(redis_url: str, port: int, bundles: Bundles, feedback_log: Path) -> dict:
     """The serve config of the module, as YAML would hold it."""
     inactive = [{"name": "direct", "mode": "direct", "bundle": "sft", "weight": 1}]
-    return {"host": "127.0.0.1", "port": port, "max_k": MAX_K, "request_timeout_s": 10.0, "redis_url": redis_url,
+    return {"host": "127.0.0.1", "port": port, "direct_ingress": True, "max_k": MAX_K, "request_timeout_s": 10.0,
+            "redis_url": redis_url,
             "redis_timeout_s": 0.25, "redis_retries": 0, "namespace": "reasonrec", "cold_start": "popularity",
             "reasoning_fallback": "direct", "feedback_log": str(feedback_log),
             "engine": {"max_batch_size": 1, "batch_wait_ms": 1.0, "max_queue": ENGINE_QUEUE, "retry_after_s": 1.0},

@@ -213,6 +213,27 @@ def test_bad_requests_get_422_with_a_reason(served):
     assert served.http.get("/no/such/path").status_code == 404
 
 
+@budget(40)
+def test_direct_ingress_answers_like_the_proxy(served):
+    from serving import deployments
+
+    urls = deployments.replica_urls(served.settings)
+    assert len(urls) == 1 and urls[0].startswith("http://127.0.0.1:")
+    assert 30000 <= int(urls[0].rsplit(":", 1)[1]) <= 31000  # Serve's direct-ingress port range
+    body = {"user_id": "ray-it-direct-ingress", "history": ["1", "2", "3"], "k": 5}
+    with httpx.Client(base_url=urls[0], timeout=60) as replica:
+        assert replica.get("/readyz").json() == {"ready": True, "reasons": []}
+        direct = replica.post("/v1/recommend", json=body, headers={FORCE_ARM_HEADER: "direct"})
+        cached = replica.post("/v1/recommend", json={"user_id": stack.COT_USER, "k": 4},
+                              headers={FORCE_ARM_HEADER: "reasoning"})
+        too_many = replica.post("/v1/recommend", json={"user_id": "u1", "k": stack.MAX_K + 1})
+    via_proxy = served.recommend(body, arm="direct")
+    assert direct.status_code == 200, direct.text
+    assert ids(direct) == ids(via_proxy) and direct.json()["arm"] == "direct"
+    assert cached.status_code == 200 and cached.json()["mode_used"] == "reasoning", cached.text
+    assert too_many.status_code == 422 and f"k must be ≤ {stack.MAX_K}" in too_many.json()["detail"]
+
+
 # ---- feedback --------------------------------------------------------------------------------------------------
 
 
