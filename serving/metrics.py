@@ -8,6 +8,7 @@ Series (prefix `reasonrec_`):
     dependency_latency_seconds{dependency}                  histogram, dependency = redis | faiss | engine
     cot_cache_lookups_total{result}                         counter, result = hit | miss
     engine_queue_depth{engine}                              gauge
+    engine_batch_size{engine}                               histogram: requests per micro-batch (beam search)
     feedback_events_total{arm,event}                        counter, event = exposure | click
 
 Cache hit rate in PromQL: `rate(reasonrec_cot_cache_lookups_total{result="hit"}[5m])
@@ -29,6 +30,7 @@ MODES = frozenset({"direct", "reasoning", "auto", "popularity", "none"})
 DEPENDENCIES = ("redis", "faiss", "engine")
 EVENTS = frozenset({"exposure", "click"})
 REQUEST_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+BATCH_BUCKETS = (1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 48, 64)
 DEPENDENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
 REQUEST_LABELS = ("endpoint", "mode", "arm", "status")
 
@@ -52,6 +54,8 @@ class ServingMetrics:
         self.cot_cache = Counter("cot_cache_lookups_total", "cached-CoT lookups", ("result",), **common)
         self.engine_queue = Gauge("engine_queue_depth", "requests waiting for an engine batch", ("engine",),
                                   **common)
+        self.engine_batch = Histogram("engine_batch_size", "requests per engine micro-batch", ("engine",),
+                                      buckets=BATCH_BUCKETS, **common)
         self.feedback = Counter("feedback_events_total", "feedback events accepted", ("arm", "event"), **common)
 
     def observe_request(self, endpoint: str, status: int, latency_s: float, mode: str = "none",
@@ -91,6 +95,9 @@ class ServingMetrics:
 
     def set_queue_depth(self, engine: str, depth: int) -> None:
         self.engine_queue.labels(engine).set(depth)
+
+    def observe_batch(self, engine: str, size: int) -> None:
+        self.engine_batch.labels(engine).observe(size)
 
     def track_queue_depth(self, engine: str, read_depth: Callable[[], int]) -> None:
         """Read the depth at scrape time (e.g. `lambda: batcher.queue_depth`) instead of setting it."""

@@ -328,10 +328,11 @@ class RecommendPipeline:
             return entry[1]
         if entry is not None:
             entry[1].close()
-        s = self.settings.engine
+        s, label = self.settings.engine, self._labels[id(engine)]
         batcher = MicroBatcher(engine.recommend_batch, s.max_batch_size, s.batch_wait_ms, s.max_queue,
-                               s.retry_after_s, name=f"engine {self._labels[id(engine)]}")
-        self.metrics.track_queue_depth(self._labels[id(engine)], lambda: batcher.queue_depth)
+                               s.retry_after_s, name=f"engine {label}",
+                               on_batch=lambda size: self.metrics.observe_batch(label, size))
+        self.metrics.track_queue_depth(label, lambda: batcher.queue_depth)
         self._batchers[id(engine)] = (loop, batcher)
         return batcher
 

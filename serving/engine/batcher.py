@@ -32,10 +32,11 @@ class MicroBatcher(Generic[T, R]):
     """fn: list[T] -> list[R] (sync, run in a worker thread); one instance per event loop."""
 
     def __init__(self, fn: Callable[[list[T]], Sequence[R]], max_batch_size: int = 8, batch_wait_ms: float = 2.0,
-                 max_queue: int = 64, retry_after_s: float = 1.0, name: str = "engine"):
+                 max_queue: int = 64, retry_after_s: float = 1.0, name: str = "engine",
+                 on_batch: Callable[[int], None] | None = None):
         if max_batch_size < 1 or max_queue < 1 or batch_wait_ms < 0:
             raise ValueError("max_batch_size and max_queue must be >= 1, batch_wait_ms >= 0")
-        self.fn, self.name = fn, name
+        self.fn, self.name, self.on_batch = fn, name, on_batch  # on_batch(size): e.g. a batch-size histogram
         self.max_batch_size, self.batch_wait_s, self.retry_after_s = max_batch_size, batch_wait_ms / 1000, retry_after_s
         self._queue: asyncio.Queue[tuple[T, asyncio.Future]] = asyncio.Queue(max_queue)
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"{name}-batch")
@@ -109,6 +110,8 @@ class MicroBatcher(Generic[T, R]):
 
     async def _compute(self, loop: asyncio.AbstractEventLoop, batch: list[tuple[T, asyncio.Future]]) -> None:
         """Run fn on the batch in the worker thread and settle each item's future."""
+        if self.on_batch is not None:
+            self.on_batch(len(batch))
         try:
             results = await loop.run_in_executor(self._executor, self.fn, [item for item, _ in batch])
             if len(results) != len(batch):

@@ -172,6 +172,25 @@ def test_overload_is_503_with_retry_after(settings, store):
     pipeline.close()
 
 
+def test_engine_batch_sizes_are_a_histogram(settings, store):
+    engine = FakeEngine()
+    wide = settings.model_copy(update={"engine": settings.engine.model_copy(
+        update={"max_batch_size": 4, "batch_wait_ms": 200})})
+    pipeline = make_pipeline(wide, store, engine=engine, warm=False)
+    user = user_in_arm(pipeline, "direct")
+
+    async def burst(n: int):
+        await asyncio.gather(*(pipeline.recommend(RecommendRequest(user_id=user, history=["1"]), None)
+                               for _ in range(n)))
+
+    asyncio.run(burst(6))
+    assert [len(b) for b in engine.batches] == [4, 2]
+    assert metric(pipeline, "engine_batch_size_count", engine="sft") == 2
+    assert metric(pipeline, "engine_batch_size_sum", engine="sft") == 6
+    assert metric(pipeline, "engine_batch_size_bucket", engine="sft", le="2.0") == 1
+    pipeline.close()
+
+
 def test_a_slow_engine_times_out_within_the_budget(settings, store):
     pipeline = make_pipeline(settings.model_copy(update={"request_timeout_s": 0.3}), store,
                              engine=FakeEngine(delay_s=1.0), warm=False)

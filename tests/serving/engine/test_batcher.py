@@ -34,17 +34,17 @@ def test_concurrent_submits_are_grouped_into_one_call():
     assert calls == [[0, 1, 2, 3, 4]]
 
 
-def test_batches_never_exceed_max_batch_size():
-    calls = []
+def test_batches_never_exceed_max_batch_size_and_each_size_is_reported():
+    calls, sizes = [], []
 
     async def main():
-        b = MicroBatcher(_recording(calls), max_batch_size=3, batch_wait_ms=20, max_queue=32)
+        b = MicroBatcher(_recording(calls), max_batch_size=3, batch_wait_ms=20, max_queue=32, on_batch=sizes.append)
         results = await asyncio.gather(*(b.submit(i, timeout_s=5) for i in range(7)))
         b.close()
         return results
 
     assert asyncio.run(main()) == [i * 10 for i in range(7)]
-    assert [len(c) for c in calls] == [3, 3, 1]
+    assert [len(c) for c in calls] == [3, 3, 1] == sizes
 
 
 def test_a_full_queue_is_refused_at_once_with_retry_after():
