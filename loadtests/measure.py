@@ -19,6 +19,29 @@ import numpy as np
 Sample = list  # [start unix s, latency ms, ok, server ms | None, path ok | None]
 
 
+# ---- the server's own counters ------------------------------------------------------------------------------------
+
+def engine_batch_totals(url: str) -> tuple[float, float]:
+    """(sum, count) of the service's `<namespace>_engine_batch_size` histogram over its engines, from /metrics: the
+    difference of two reads / the difference of their counts is the mean micro-batch between them."""
+    import httpx
+    from prometheus_client.parser import text_string_to_metric_families
+
+    text = httpx.get(f"{url}/metrics", timeout=10).text
+    totals = {"sum": 0.0, "count": 0.0}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            head, _, kind = sample.name.rpartition("_")
+            if head.endswith("_engine_batch_size") and kind in totals:
+                totals[kind] += sample.value
+    return totals["sum"], totals["count"]
+
+
+def mean_batch(before: tuple[float, float], after: tuple[float, float]) -> float | None:
+    count = after[1] - before[1]
+    return round((after[0] - before[0]) / count, 2) if count > 0 else None
+
+
 # ---- statistics ---------------------------------------------------------------------------------------------------
 
 def summarize(samples: list[Sample], warmup_s: float) -> dict:

@@ -14,7 +14,7 @@ piece to the one before:
 | `ray`           | `serving.deployments.start`: + Serve proxy -> replica hop (the main benchmark's path) |
 | `ray_same_loop` | the same with RAY_SERVE_RUN_USER_CODE_IN_SEPARATE_THREAD=0 (user code on the        |
 |                 | replica's main loop instead of a loop thread of its own); reasoning_cached only       |
-| `ray_no_access_log` | Ray Serve with its per-request access log off (LoggingConfig); reasoning_cached only |
+| `ray_access_log` | Ray Serve with its per-request access log on (access_log: true); reasoning_cached only |
 | `ray_throughput_optimized` | RAY_SERVE_THROUGHPUT_OPTIMIZED=1 (Serve's bundle: gRPC proxy -> replica, user code |
 |                 | and router on the main loop, GC frozen after start-up, no log to stderr), direct     |
 |                 | ingress kept off so the proxy still answers on the configured port; reasoning_cached |
@@ -45,14 +45,14 @@ from loadtests.run import check_paths, run_locust, serve_settings, wait_ready
 from loadtests.scenarios import ARMS, EXPECTED_PATH, REPO_ROOT
 
 PROFILE_SCENARIOS = ("direct_native", "reasoning_cached")
-LAYERS = ("engine", "pipeline", "asgi", "uvicorn", "ray", "ray_same_loop", "ray_no_access_log",
+LAYERS = ("engine", "pipeline", "asgi", "uvicorn", "ray", "ray_same_loop", "ray_access_log",
           "ray_throughput_optimized", "ray_direct_ingress")
 SAME_LOOP_ENV = "RAY_SERVE_RUN_USER_CODE_IN_SEPARATE_THREAD"
 THROUGHPUT_ENV = {"RAY_SERVE_THROUGHPUT_OPTIMIZED": "1", "RAY_SERVE_ENABLE_DIRECT_INGRESS": "0"}
-# (layer, environment, access log off, scenarios)
+# (layer, environment, access log on, scenarios)
 RAY_VARIANTS = (("ray", {}, False, PROFILE_SCENARIOS),
                 ("ray_same_loop", {SAME_LOOP_ENV: "0"}, False, ("reasoning_cached",)),
-                ("ray_no_access_log", {}, True, ("reasoning_cached",)),
+                ("ray_access_log", {}, True, ("reasoning_cached",)),
                 ("ray_throughput_optimized", THROUGHPUT_ENV, False, ("reasoning_cached",)),
                 ("ray_direct_ingress", {}, False, PROFILE_SCENARIOS))
 LAYER_WHAT = {
@@ -62,8 +62,7 @@ LAYER_WHAT = {
     "uvicorn": "FastAPI app under uvicorn on loopback, no Ray; locust client",
     "ray": "Ray Serve proxy -> ingress replica (serving.deployments.start); locust client",
     "ray_same_loop": f"Ray Serve with {SAME_LOOP_ENV}=0; locust client",
-    "ray_no_access_log": "Ray Serve with LoggingConfig(enable_access_log=False) (serve.start and serve.run); "
-                         "locust client",
+    "ray_access_log": "Ray Serve with its access log on (settings.access_log: true); locust client",
     "ray_throughput_optimized": "Ray Serve with RAY_SERVE_THROUGHPUT_OPTIMIZED=1, RAY_SERVE_ENABLE_DIRECT_INGRESS=0; "
                                 "locust client",
     "ray_direct_ingress": "Ray Serve direct ingress: locust -> the ingress replica's own HTTP port, no proxy",
@@ -272,14 +271,13 @@ def run_profile(args, redis_url: str, data: dict, data_path: Path, workdir: Path
         stop_process(server)
 
     # Ray Serve: as deployed, then one change at a time (reasoning_cached only: the purest overhead)
-    for layer, env, quiet, scenarios in RAY_VARIANTS:
+    for layer, env, access_log, scenarios in RAY_VARIANTS:
         saved = {k: os.environ.get(k) for k in env}
         os.environ.update(env)
         try:
             settings_ray = serve_settings(args, free_port(), redis_url, workdir, arms).model_copy(
-                update={"direct_ingress": layer == "ray_direct_ingress"})
-            url = start_serve_quiet(settings_ray, args.threads) if quiet else \
-                deployments.start(settings_ray, None, 1, float(args.threads))
+                update={"direct_ingress": layer == "ray_direct_ingress", "access_log": access_log})
+            url = deployments.start(settings_ray, None, 1, float(args.threads))
             wait_ready(url)
             if settings_ray.direct_ingress:
                 url = deployments.replica_urls(settings_ray)[0]
@@ -300,23 +298,6 @@ def run_profile(args, redis_url: str, data: dict, data_path: Path, workdir: Path
 
 async def _close_async(pipeline) -> None:
     pipeline.close()
-
-
-def start_serve_quiet(settings, replica_cpus: float) -> str:
-    """`serving.deployments.start` with Ray Serve's per-request access log off (proxy, controller and replica)."""
-    import ray
-    from ray import serve
-    from ray.serve.schema import LoggingConfig
-
-    from serving.deployments import build_application
-
-    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
-    if not ray.is_initialized():
-        ray.init(include_dashboard=False, log_to_driver=False, _node_ip_address="127.0.0.1")
-    quiet = LoggingConfig(enable_access_log=False)
-    serve.start(http_options={"host": settings.host, "port": settings.port}, logging_config=quiet)
-    serve.run(build_application(settings, 1, replica_cpus), name="reasonrec", route_prefix="/", logging_config=quiet)
-    return f"http://{settings.host}:{settings.port}"
 
 
 def _http_layer(layer: str, url: str, args, data_path: Path, workdir: Path, levels: Sequence[int],
@@ -376,7 +357,7 @@ def steps_md(by: dict[str, dict], scenario: str = "reasoning_cached", users: int
     for before, after in zip(chain, chain[1:], strict=False):
         out.append(f"- {before} → {after}: CPU {base[after]['cpu_ms_per_req'] - base[before]['cpu_ms_per_req']:+.1f}, "
                    f"p50 {base[after]['p50_ms'] - base[before]['p50_ms']:+.1f}")
-    for variant in ("ray_same_loop", "ray_no_access_log", "ray_throughput_optimized", "ray_direct_ingress"):
+    for variant in ("ray_same_loop", "ray_access_log", "ray_throughput_optimized", "ray_direct_ingress"):
         if variant in base and "ray" in base:
             v, r = base[variant], base["ray"]
             out.append(f"- ray → {variant}: CPU {v['cpu_ms_per_req'] - r['cpu_ms_per_req']:+.1f}, "

@@ -44,8 +44,10 @@ from loadtests.measure import (
     Sample,
     children_cpu_s,
     cpu_seconds,
+    engine_batch_totals,
     idle_cores,
     machine_busy_s,
+    mean_batch,
     serve_processes,
     summarize,
 )
@@ -234,8 +236,11 @@ def measure_scenarios(url: str, bench: BenchLoop, models: InProcess, scenarios: 
         for n in levels:
             samples, cpu, failures = run_inprocess(bench, models, scenario, n, inputs, args)
             local = inprocess_row(scenario, n, summarize(samples, args.warmup), cpu, failures, args)
+            batches_before = engine_batch_totals(url)
             samples, cpu = run_locust(url, scenario, n, args, data_path, workdir)
             http = http_row(scenario, n, summarize(samples, args.warmup), cpu, args, idle)
+            if scenario == "direct_native":
+                http["metrics"]["mean_batch"] = mean_batch(batches_before, engine_batch_totals(url))
             rows += [http, local, ratio_row(scenario, n, http, local)]
             print(json.dumps({r["name"]: r["metrics"] for r in rows[-3:]}), flush=True)
             (workdir / "rows.json").write_text(json.dumps(rows, indent=1))

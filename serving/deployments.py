@@ -248,7 +248,7 @@ def start(settings: ServeSettings, num_cpus: int | None = None, num_replicas: in
                  log_to_driver=False, **({} if address else {"_node_ip_address": "127.0.0.1"}))
     _start_proxy(settings)
     serve.run(build_application(settings, num_replicas, replica_cpus, engine_cpus), name="reasonrec", route_prefix="/",
-              blocking=blocking)
+              blocking=blocking, logging_config=_logging_config(settings))
     return f"http://{settings.host}:{settings.port}"
 
 
@@ -285,6 +285,13 @@ def replica_urls(settings: ServeSettings, timeout_s: float = 30.0) -> list[str]:
         time.sleep(0.5)
 
 
+def _logging_config(settings: ServeSettings):
+    """Serve's logging: its per-request access log (proxy, controller, replicas) only when settings.access_log."""
+    from ray.serve.schema import LoggingConfig
+
+    return LoggingConfig(enable_access_log=settings.access_log)
+
+
 def _start_proxy(settings: ServeSettings, attempts: int = 3) -> None:
     """serve.start, retried: on a loaded machine the HTTP proxy can miss Serve's start-up timeout, and Serve then
     kills it (ActorDiedError) although a second try succeeds."""
@@ -292,7 +299,8 @@ def _start_proxy(settings: ServeSettings, attempts: int = 3) -> None:
 
     for attempt in range(1, attempts + 1):
         try:
-            serve.start(http_options={"host": settings.host, "port": settings.port})
+            serve.start(http_options={"host": settings.host, "port": settings.port},
+                        logging_config=_logging_config(settings))
             return
         except (ActorDiedError, GetTimeoutError):
             if attempt == attempts:

@@ -68,7 +68,9 @@ class EngineSettings(Section):
     """Direct-mode engine: micro-batching of concurrent requests into one beam search (engine/batcher.py)."""
 
     max_batch_size: int = Field(8, ge=1)
-    batch_wait_ms: float = Field(2.0, ge=0, description="how long a batch waits for more requests")
+    batch_wait_ms: float = Field(10.0, ge=0, description="longest wait of a batch for the requests it expects "
+                                                        "(as many as were outstanding at once lately; a lone "
+                                                        "client never waits)")
     max_queue: int = Field(64, ge=1, description="waiting requests beyond this are refused with 503")
     retry_after_s: float = Field(1.0, gt=0, description="Retry-After of an overload 503")
     device: Literal["auto", "cpu", "cuda"] = "cpu"
@@ -96,6 +98,9 @@ class ServeSettings(Section):
     port: int = Field(8000, ge=1, le=65535)
     direct_ingress: bool = Field(False, description="each app replica also answers HTTP on a port of its own "
                                                    "(Ray Serve direct ingress), skipping the proxy hop")
+    access_log: bool = Field(False, description="Ray Serve's per-request access log (one line per request in the "
+                                                "proxy's and the replica's log files); off by default: it costs "
+                                                "CPU on every request and /metrics counts requests already")
     max_k: int = Field(100, ge=1)
     max_body_bytes: int = Field(1 << 20, ge=1024, description="a larger request body is refused with 413")
     request_timeout_s: float = Field(2.0, gt=0)

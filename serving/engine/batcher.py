@@ -1,11 +1,15 @@
 """An asyncio micro-batcher: concurrent requests -> one call of a batch function (one beam search).
 
-    batcher = MicroBatcher(engine.recommend_batch, max_batch_size=8, batch_wait_ms=2, max_queue=64)
+    batcher = MicroBatcher(engine.recommend_batch, max_batch_size=8, batch_wait_ms=10, max_queue=64)
     items = await batcher.submit(query, timeout_s=2.0)
 
-A worker task takes the first waiting item, then collects more until it holds `max_batch_size` or
-`batch_wait_ms` have passed since it took the first one, and calls `fn(batch)` once in a dedicated
-single thread, so one batch runs at a time and the event loop never blocks; items that arrive meanwhile
+A worker task takes the first waiting item and everything queued behind it, and waits for more only while it
+expects company: until the batch holds as many items as were outstanding at once (submitted, not yet answered)
+since the previous batch began, capped at `max_batch_size`, or `batch_wait_ms` have passed since it took the first
+one. A lone client never waits; under a closed loop of N clients the answers of one batch go out one by one and the
+next N requests arrive spread over milliseconds, and the batch waits for them instead of starting with the first
+few (measured over HTTP at 8 clients: mean batch 4.0 with a fixed 2 ms window). It calls `fn(batch)` once in a
+dedicated single thread, so one batch runs at a time and the event loop never blocks; items that arrive meanwhile
 wait for the next batch. `fn` returns one result per item, in order; a result that is an exception
 instance fails only its own item. If `fn` raises, every item of that batch (and no other) fails with it.
 
@@ -31,7 +35,7 @@ R = TypeVar("R")
 class MicroBatcher(Generic[T, R]):
     """fn: list[T] -> list[R] (sync, run in a worker thread); one instance per event loop."""
 
-    def __init__(self, fn: Callable[[list[T]], Sequence[R]], max_batch_size: int = 8, batch_wait_ms: float = 2.0,
+    def __init__(self, fn: Callable[[list[T]], Sequence[R]], max_batch_size: int = 8, batch_wait_ms: float = 10.0,
                  max_queue: int = 64, retry_after_s: float = 1.0, name: str = "engine",
                  on_batch: Callable[[int], None] | None = None):
         if max_batch_size < 1 or max_queue < 1 or batch_wait_ms < 0:
@@ -42,6 +46,8 @@ class MicroBatcher(Generic[T, R]):
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"{name}-batch")
         self._worker: asyncio.Task | None = None
         self._current: list[tuple[T, asyncio.Future]] = []  # the batch being collected or computed
+        self._outstanding = 0  # submitted and not yet answered
+        self._peak = 0  # most outstanding at once since the current batch began
         self._closed = False
 
     @property
@@ -59,12 +65,15 @@ class MicroBatcher(Generic[T, R]):
         except asyncio.QueueFull:
             raise EngineOverloaded(f"{self.name} overloaded: {self._queue.maxsize} requests already waiting",
                                    self.retry_after_s) from None
+        self._outstanding += 1
+        self._peak = max(self._peak, self._outstanding)
         self._ensure_worker()
         try:
             return await asyncio.wait_for(asyncio.shield(future), timeout_s)
         except TimeoutError:
             raise EngineTimeout(f"{self.name} did not answer within {timeout_s:g} s", self.retry_after_s) from None
         finally:
+            self._outstanding -= 1
             future.cancel()  # no-op when done; else the worker skips or drops it
 
     def close(self) -> None:
@@ -90,16 +99,19 @@ class MicroBatcher(Generic[T, R]):
                 await self._compute(loop, batch)
 
     async def _collect(self, loop: asyncio.AbstractEventLoop) -> list[tuple[T, asyncio.Future]]:
-        """Up to max_batch_size live items: the first to arrive, then whatever comes within batch_wait_ms.
+        """Up to max_batch_size live items: the first to arrive, all queued behind it, then the expected company
+        (`expected_batch`) for at most batch_wait_ms.
 
         Items are held in `self._current` from the moment they leave the queue, so `close` can fail them."""
         batch = self._current = [await self._queue.get()]
         deadline = loop.time() + self.batch_wait_s
+        target = expected_batch(self._peak, self.max_batch_size)
+        self._peak = self._outstanding
         while len(batch) < self.max_batch_size:
             if not self._queue.empty():
                 batch.append(self._queue.get_nowait())
                 continue
-            remaining = deadline - loop.time()
+            remaining = deadline - loop.time() if len(batch) < target else 0
             if remaining <= 0:
                 break
             try:
@@ -123,6 +135,12 @@ class MicroBatcher(Generic[T, R]):
         for (_, future), result in zip(batch, results, strict=True):
             _settle(future, result)
         self._current = []
+
+
+def expected_batch(peak_outstanding: int, max_batch_size: int) -> int:
+    """How many items a batch waits for: as many as were outstanding at once since the previous batch began (a
+    closed loop of N clients keeps N outstanding), never more than max_batch_size, at least 1 (no waiting)."""
+    return max(1, min(peak_outstanding, max_batch_size))
 
 
 def _settle(future: asyncio.Future, result: object) -> None:

@@ -69,7 +69,7 @@ class EngineHost:
         self._batcher: tuple[asyncio.AbstractEventLoop, MicroBatcher] | None = None
 
     @classmethod
-    def of(cls, engine: DirectEngine, max_batch_size: int = 8, batch_wait_ms: float = 2.0, max_queue: int = 64,
+    def of(cls, engine: DirectEngine, max_batch_size: int = 8, batch_wait_ms: float = 10.0, max_queue: int = 64,
            retry_after_s: float = 1.0, timeout_s: float = 2.0) -> EngineHost:
         return cls(engine, timeout_s, max_batch_size=max_batch_size, batch_wait_ms=batch_wait_ms,
                    max_queue=max_queue, retry_after_s=retry_after_s)

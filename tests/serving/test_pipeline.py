@@ -175,7 +175,7 @@ def test_overload_is_503_with_retry_after(settings, store):
 def test_engine_batch_sizes_are_a_histogram(settings, store):
     engine = FakeEngine()
     wide = settings.model_copy(update={"engine": settings.engine.model_copy(
-        update={"max_batch_size": 4, "batch_wait_ms": 200})})
+        update={"max_batch_size": 4, "batch_wait_ms": 50})})
     pipeline = make_pipeline(wide, store, engine=engine, warm=False)
     user = user_in_arm(pipeline, "direct")
 

@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from serving.engine.batcher import MicroBatcher
+from serving.engine.batcher import MicroBatcher, expected_batch
 from serving.errors import DependencyUnavailable, EngineOverloaded, EngineTimeout, http_status_of
 
 pytestmark = pytest.mark.timeout(20)
@@ -45,6 +45,52 @@ def test_batches_never_exceed_max_batch_size_and_each_size_is_reported():
 
     assert asyncio.run(main()) == [i * 10 for i in range(7)]
     assert [len(c) for c in calls] == [3, 3, 1] == sizes
+
+
+def test_expected_batch_is_the_recent_peak_capped_and_at_least_one():
+    assert [expected_batch(p, 8) for p in (0, 1, 5, 8, 30)] == [1, 1, 5, 8, 8]
+
+
+def test_a_lone_client_never_waits_for_company():
+    calls = []
+
+    async def main():
+        b = MicroBatcher(_recording(calls), max_batch_size=8, batch_wait_ms=2000, max_queue=32)
+        started = time.perf_counter()
+        for i in range(3):
+            assert await b.submit(i, timeout_s=5) == i * 10
+        b.close()
+        return time.perf_counter() - started
+
+    assert asyncio.run(main()) < 1.0  # a fixed 2 s window would hold each of the three
+    assert calls == [[0], [1], [2]]
+
+
+def test_a_closed_loop_of_clients_arriving_apart_fills_its_batches():
+    calls = []
+
+    def slow(items):
+        time.sleep(0.1)
+        return _recording(calls)(items)
+
+    async def client(b, i: int):
+        for _ in range(4):
+            await asyncio.sleep(0.002 * i)  # answers go out one by one: the next requests arrive spread out
+            await b.submit(i, timeout_s=5)
+
+    async def main():
+        b = MicroBatcher(slow, max_batch_size=8, batch_wait_ms=1000, max_queue=32)
+        started = time.perf_counter()
+        await asyncio.gather(*(client(b, i) for i in range(4)))
+        b.close()
+        return time.perf_counter() - started
+
+    elapsed = asyncio.run(main())
+    sizes = [len(c) for c in calls]
+    # the first client runs alone, then every batch waits for the 4 it expects (not just the first to come);
+    # the last holds those left when the first client has finished
+    assert sizes[:4] == [1, 4, 4, 4] and sum(sizes) == 16, sizes
+    assert elapsed < 2.5  # waiting for 8 (max_batch_size) would hold each of the 5 batches the whole 1 s
 
 
 def test_a_full_queue_is_refused_at_once_with_retry_after():
