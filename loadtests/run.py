@@ -123,7 +123,7 @@ def serve_settings(args: argparse.Namespace, port: int, redis_url: str, workdir:
 
     raw = ServeSettings.from_yaml(args.config).model_dump(mode="json")
     raw.update(host="127.0.0.1", port=port, redis_url=redis_url, namespace=NAMESPACE,
-               direct_ingress=getattr(args, "ingress", "proxy") == "direct",
+               direct_ingress=args.ingress == "direct",
                feedback_log=str(workdir / "feedback.jsonl"),
                bundles={"sft": str(args.sft), "rechead": str(args.rechead)},
                experiments=[{"name": "loadtest", "salt": "loadtest-v1",
@@ -236,10 +236,11 @@ def measure_scenarios(url: str, bench: BenchLoop, models: InProcess, scenarios: 
         for n in levels:
             samples, cpu, failures = run_inprocess(bench, models, scenario, n, inputs, args)
             local = inprocess_row(scenario, n, summarize(samples, args.warmup), cpu, failures, args)
-            batches_before = engine_batch_totals(url)
+            batched = scenario == "direct_native"  # the only arm behind the micro-batcher
+            batches_before = engine_batch_totals(url) if batched else None
             samples, cpu = run_locust(url, scenario, n, args, data_path, workdir)
             http = http_row(scenario, n, summarize(samples, args.warmup), cpu, args, idle)
-            if scenario == "direct_native":
+            if batched:
                 http["metrics"]["mean_batch"] = mean_batch(batches_before, engine_batch_totals(url))
             rows += [http, local, ratio_row(scenario, n, http, local)]
             print(json.dumps({r["name"]: r["metrics"] for r in rows[-3:]}), flush=True)

@@ -20,6 +20,13 @@ def base_row(name: str, users: int) -> dict:
     return {"name": name, "dataset": "ml-100k", "protocol": "temporal", "metrics": {"users": users}}
 
 
+def http_path(args: argparse.Namespace) -> str:
+    """The HTTP path of the main runs (`--ingress`)."""
+    if args.ingress == "direct":
+        return "Ray Serve direct ingress (the replica's own port)"
+    return "Ray Serve proxy -> ingress replica"
+
+
 def http_row(scenario: str, users: int, stats: dict, cpu: dict, args: argparse.Namespace,
              idle: float | None = None) -> dict:
     """idle: CPU cores the replica and proxy burn with no traffic (idle_cpu_ms_per_req: that share of
@@ -32,9 +39,7 @@ def http_row(scenario: str, users: int, stats: dict, cpu: dict, args: argparse.N
     if idle is not None:
         row["metrics"]["idle_cpu_ms_per_req"] = round(1000 * idle * cpu["wall"] / n, 2)
     row["seconds"] = {"run": round(cpu["wall"], 1)}
-    path = ("Ray Serve direct ingress (the replica's own port)" if getattr(args, "ingress", "proxy") == "direct"
-            else "Ray Serve proxy -> ingress replica")
-    row["notes"] = (f"HTTP POST /v1/recommend via {path} (arm {ARMS[scenario]}), "
+    row["notes"] = (f"HTTP POST /v1/recommend via {http_path(args)} (arm {ARMS[scenario]}), "
                     f"locust FastHttpUser x{users}, no think time, {args.duration:g} s, first {args.warmup:g} s "
                     f"out of latency/rps; server_* = the response's latency_ms (pipeline time); CPU/request: "
                     f"replica {1000 * cpu['replica'] / n:.2f} ms, proxy {1000 * cpu['proxy'] / n:.2f} ms, locust "
@@ -163,9 +168,8 @@ def notes_md(rows: list[dict], facts: dict, args: argparse.Namespace, png: Path 
         lines += ["", f"![latency p50 (bar) and p99 (tick), HTTP vs in-process]({png.name})"]
     lines += ["", "## Set-up",
               f"- Everything on 127.0.0.1: throwaway redis-server, Ray Serve app (one ingress replica, "
-              f"{args.threads} CPU / torch thread(s); `serving.deployments.start`; HTTP through "
-              f"{'the replica port (direct ingress)' if getattr(args, 'ingress', 'proxy') == 'direct' else 'the proxy'}"
-              f"), locust headless as a subprocess "
+              f"{args.threads} CPU / torch thread(s); `serving.deployments.start`; HTTP via {http_path(args)}), "
+              f"locust headless as a subprocess "
               f"(FastHttpUser, no think time), in-process models in the benchmark process with {args.threads} torch "
               f"thread(s). Load generator, server and other jobs share the machine's {os.cpu_count()} cores.",
               f"- Users: {args.n_users} sampled ML-100k users with training histories (temporal split); direct "

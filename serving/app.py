@@ -59,7 +59,7 @@ def build_app(pipeline: RecommendPipeline) -> FastAPI:
     app.state.pipeline = pipeline
     _add_error_handlers(app)
     app.add_middleware(BodySizeLimit, max_bytes=pipeline.settings.max_body_bytes)
-    _add_metrics_middleware(app, pipeline)  # added last = outermost: it also counts the 413s
+    app.add_middleware(ObserveRequests, metrics=pipeline.metrics)  # added last = outermost: it counts the 413s too
     _add_routes(app, pipeline)
     if pipeline.settings.ui.enabled:
         add_ui(app, pipeline)
@@ -120,10 +120,6 @@ def _add_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(ServingError, known)
     app.add_exception_handler(TimeoutError, known)
     app.add_exception_handler(Exception, bug)
-
-
-def _add_metrics_middleware(app: FastAPI, pipeline: RecommendPipeline) -> None:
-    app.add_middleware(ObserveRequests, metrics=pipeline.metrics)
 
 
 class ObserveRequests:

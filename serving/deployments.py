@@ -24,6 +24,7 @@ import hmac
 import json
 import logging
 import os
+import time
 from typing import Any
 
 from ray import serve
@@ -268,8 +269,6 @@ def replica_urls(settings: ServeSettings, timeout_s: float = 30.0) -> list[str]:
     """Base URLs of the app replicas' own HTTP servers when direct ingress is on; [] when it is off. Waits up to
     `timeout_s` for Serve to list a started replica. Serve's controller has no public call for this in Ray 2.60:
     `get_target_groups` is what its HAProxy integration uses."""
-    import time
-
     import ray
 
     if not settings.direct_ingress:
