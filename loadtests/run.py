@@ -292,6 +292,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     try:
         redis = RedisServer()
         settings = serve_settings(args, free_port(), redis.url, workdir)
+        facts["native_engine"] = ("a child process of the replica (`engine.process: true`; a batch starts as soon as "
+                                  "it is free)" if settings.engine.process else "in the replica, a worker thread "
+                                  f"(batches wait for the company they expect, ≤ {settings.engine.batch_wait_ms:g} ms)")
         histories, users = sample_users(args.split, args.n_users, args.seed)
         data = {"k": args.k, "arms": ARMS, "reasoning": users,
                 "direct": [{"user_id": u, "history": histories[u][-args.history_len:]} for u in users]}

@@ -168,7 +168,8 @@ def notes_md(rows: list[dict], facts: dict, args: argparse.Namespace, png: Path 
         lines += ["", f"![latency p50 (bar) and p99 (tick), HTTP vs in-process]({png.name})"]
     lines += ["", "## Set-up",
               f"- Everything on 127.0.0.1: throwaway redis-server, Ray Serve app (one ingress replica, "
-              f"{args.threads} CPU / torch thread(s); `serving.deployments.start`; HTTP via {http_path(args)}), "
+              f"{args.threads} CPU / torch thread(s); `serving.deployments.start`; HTTP via {http_path(args)}; "
+              f"native engine: {facts.get('native_engine', 'in the replica')}), "
               f"locust headless as a subprocess "
               f"(FastHttpUser, no think time), in-process models in the benchmark process with {args.threads} torch "
               f"thread(s). Load generator, server and other jobs share the machine's {os.cpu_count()} cores.",

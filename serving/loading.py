@@ -33,10 +33,13 @@ log = logging.getLogger(__name__)
 
 
 def build_native_engine(settings: ServeSettings, arm: ArmSettings) -> DirectEngine:
-    """The in-process trie beam search on the arm's policy bundle."""
-    from serving.engine.native import NativeDirectEngine
+    """The trie beam search on the arm's policy bundle: in this process, or in a child (`engine.process`)."""
+    if settings.engine.process:
+        from serving.engine.process import ProcessDirectEngine as Engine
+    else:
+        from serving.engine.native import NativeDirectEngine as Engine
 
-    return NativeDirectEngine.from_bundle(settings.bundle_path(arm.bundle), device=settings.engine.device,
+    return Engine.from_bundle(settings.bundle_path(arm.bundle), device=settings.engine.device,
                                           beam_width=settings.engine.beam_width, expected_version=arm.bundle_version)
 
 

@@ -48,7 +48,7 @@ from feature_store.errors import StoreError, StoreUnavailable
 from feature_store.schema import decode_history
 from feature_store.store import FeatureStore
 from serving.engine import DirectEngine, DirectQuery, ScoredItem, is_async_engine, warm_model
-from serving.engine.batcher import MicroBatcher
+from serving.engine.batcher import MicroBatcher, batch_function, batch_wait_ms_for
 from serving.errors import (
     DependencyUnavailable,
     EngineOverloaded,
@@ -329,8 +329,8 @@ class RecommendPipeline:
         if entry is not None:
             entry[1].close()
         s, label = self.settings.engine, self._labels[id(engine)]
-        batcher = MicroBatcher(engine.recommend_batch, s.max_batch_size, s.batch_wait_ms, s.max_queue,
-                               s.retry_after_s, name=f"engine {label}",
+        batcher = MicroBatcher(batch_function(engine), s.max_batch_size, batch_wait_ms_for(engine, s.batch_wait_ms),
+                               s.max_queue, s.retry_after_s, name=f"engine {label}",
                                on_batch=lambda size: self.metrics.observe_batch(label, size))
         self.metrics.track_queue_depth(label, lambda: batcher.queue_depth)
         self._batchers[id(engine)] = (loop, batcher)

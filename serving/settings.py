@@ -80,6 +80,8 @@ class EngineSettings(Section):
                           "0 = engines inside the ingress replica (no extra hop)")
     max_queued: int = Field(16, ge=1, description="Ray Serve, engine deployment: requests waiting for a replica "
                             "beyond this are refused with 503")
+    process: bool = Field(False, description="native engine: run the beam search in a child process of its replica "
+                          "(a core of its own; batches start as soon as it is free, batch_wait_ms unused)")
 
 
 class UiSettings(Section):

@@ -10,8 +10,9 @@ one. A lone client never waits; under a closed loop of N clients the answers of 
 next N requests arrive spread over milliseconds, and the batch waits for them instead of starting with the first
 few (measured over HTTP at 8 clients: mean batch 4.0 with a fixed 2 ms window). It calls `fn(batch)` once in a
 dedicated single thread, so one batch runs at a time and the event loop never blocks; items that arrive meanwhile
-wait for the next batch. `fn` returns one result per item, in order; a result that is an exception
-instance fails only its own item. If `fn` raises, every item of that batch (and no other) fails with it.
+wait for the next batch. A coroutine function `fn` is awaited on the event loop instead (an engine that computes
+elsewhere, e.g. a child process, and only waits here). `fn` returns one result per item, in order; a result that is
+an exception instance fails only its own item. If `fn` raises, every item of that batch (and no other) fails with it.
 
 Backpressure: more than `max_queue` waiting items -> `EngineOverloaded` at once (-> 503 + Retry-After).
 A caller gets its result or `EngineTimeout` within `timeout_s` of submitting, however long `fn` takes;
@@ -22,6 +23,7 @@ computed and dropped.
 from __future__ import annotations
 
 import asyncio
+import inspect
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Generic, TypeVar
@@ -33,7 +35,7 @@ R = TypeVar("R")
 
 
 class MicroBatcher(Generic[T, R]):
-    """fn: list[T] -> list[R] (sync, run in a worker thread); one instance per event loop."""
+    """fn: list[T] -> list[R] (sync, run in a worker thread; or async, awaited); one instance per event loop."""
 
     def __init__(self, fn: Callable[[list[T]], Sequence[R]], max_batch_size: int = 8, batch_wait_ms: float = 10.0,
                  max_queue: int = 64, retry_after_s: float = 1.0, name: str = "engine",
@@ -41,6 +43,7 @@ class MicroBatcher(Generic[T, R]):
         if max_batch_size < 1 or max_queue < 1 or batch_wait_ms < 0:
             raise ValueError("max_batch_size and max_queue must be >= 1, batch_wait_ms >= 0")
         self.fn, self.name, self.on_batch = fn, name, on_batch  # on_batch(size): e.g. a batch-size histogram
+        self._awaitable = inspect.iscoroutinefunction(fn)
         self.max_batch_size, self.batch_wait_s, self.retry_after_s = max_batch_size, batch_wait_ms / 1000, retry_after_s
         self._queue: asyncio.Queue[tuple[T, asyncio.Future]] = asyncio.Queue(max_queue)
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"{name}-batch")
@@ -125,7 +128,9 @@ class MicroBatcher(Generic[T, R]):
         if self.on_batch is not None:
             self.on_batch(len(batch))
         try:
-            results = await loop.run_in_executor(self._executor, self.fn, [item for item, _ in batch])
+            items = [item for item, _ in batch]
+            pending = self.fn(items) if self._awaitable else loop.run_in_executor(self._executor, self.fn, items)
+            results = await pending
             if len(results) != len(batch):
                 raise RuntimeError(f"{self.name}: batch function returned {len(results)} results for {len(batch)}")
         except asyncio.CancelledError:
@@ -135,6 +140,18 @@ class MicroBatcher(Generic[T, R]):
         for (_, future), result in zip(batch, results, strict=True):
             _settle(future, result)
         self._current = []
+
+
+def batch_function(engine: object) -> Callable:
+    """What a batcher calls: the engine's `recommend_batch_async` where it has one (it waits on the event loop for
+    work done elsewhere), else its blocking `recommend_batch` (run in the batcher's thread)."""
+    return getattr(engine, "recommend_batch_async", None) or engine.recommend_batch
+
+
+def batch_wait_ms_for(engine: object, configured_ms: float) -> float:
+    """0 for an engine that works beside its caller (`overlaps_caller`: a child process), whose batch should start as
+    soon as it is free so the caller answers one batch while the next is computed; else the configured wait."""
+    return 0.0 if getattr(engine, "overlaps_caller", False) else configured_ms
 
 
 def expected_batch(peak_outstanding: int, max_batch_size: int) -> int:

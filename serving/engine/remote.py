@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from serving.engine import DirectEngine, DirectQuery, ScoredItem, is_async_engine, warm_model
-from serving.engine.batcher import MicroBatcher
+from serving.engine.batcher import MicroBatcher, batch_function, batch_wait_ms_for
 from serving.engine.requests import check_direct_bundle, warmup_query
 from serving.errors import DependencyUnavailable, EngineOverloaded, EngineTimeout, RequestInvalid, ServingError
 
@@ -71,15 +71,16 @@ class EngineHost:
     @classmethod
     def of(cls, engine: DirectEngine, max_batch_size: int = 8, batch_wait_ms: float = 10.0, max_queue: int = 64,
            retry_after_s: float = 1.0, timeout_s: float = 2.0) -> EngineHost:
-        return cls(engine, timeout_s, max_batch_size=max_batch_size, batch_wait_ms=batch_wait_ms,
-                   max_queue=max_queue, retry_after_s=retry_after_s)
+        wait_ms = batch_wait_ms_for(engine, batch_wait_ms)
+        return cls(engine, timeout_s, max_batch_size=max_batch_size, batch_wait_ms=wait_ms, max_queue=max_queue,
+                   retry_after_s=retry_after_s)
 
     def batcher(self) -> MicroBatcher:
         loop = asyncio.get_running_loop()
         if self._batcher is None or self._batcher[0] is not loop:
             if self._batcher is not None:
                 self._batcher[1].close()
-            self._batcher = (loop, MicroBatcher(self.engine.recommend_batch, name="engine", **self.batcher_settings))
+            self._batcher = (loop, MicroBatcher(batch_function(self.engine), name="engine", **self.batcher_settings))
         return self._batcher[1]
 
     async def recommend(self, query: DirectQuery) -> EngineReply:

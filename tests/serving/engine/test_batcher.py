@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from serving.engine.batcher import MicroBatcher, expected_batch
+from serving.engine.batcher import MicroBatcher, batch_wait_ms_for, expected_batch
 from serving.errors import DependencyUnavailable, EngineOverloaded, EngineTimeout, http_status_of
 
 pytestmark = pytest.mark.timeout(20)
@@ -45,6 +45,14 @@ def test_batches_never_exceed_max_batch_size_and_each_size_is_reported():
 
     assert asyncio.run(main()) == [i * 10 for i in range(7)]
     assert [len(c) for c in calls] == [3, 3, 1] == sizes
+
+
+def test_an_engine_beside_its_caller_gets_no_batch_wait():
+    class Beside:
+        overlaps_caller = True
+
+    assert batch_wait_ms_for(Beside(), 10.0) == 0.0
+    assert batch_wait_ms_for(object(), 10.0) == 10.0
 
 
 def test_expected_batch_is_the_recent_peak_capped_and_at_least_one():
