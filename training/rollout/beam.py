@@ -18,6 +18,7 @@ import torch
 
 from training.identifiers.trie import ItemTrie
 from training.models.kv_cache import cache_of, with_cache
+from training.models.lean_decoder import LeanQwen3, lean_supported
 from training.padding import pad_rows
 from training.rollout.generator import TrieGeneratorBase
 
@@ -88,9 +89,10 @@ class TrieBeamSearch(TrieGeneratorBase):
     (Assumes no item's ids are a proper prefix of another's: `build_item_trie` appends EOS.)
     """
 
-    def __init__(self, model, trie: ItemTrie, depth: int, pad_id: int, beam_width: int = 20):
+    def __init__(self, model, trie: ItemTrie, depth: int, pad_id: int, beam_width: int = 20, lean: bool = True):
         super().__init__(model, trie, depth, pad_id, beam_width)
         self._children: dict[tuple[int, ...], list[int]] = {}
+        self.lean = lean  # the shared-prompt forward (training/models/lean_decoder.py) where the model allows it
 
     @torch.inference_mode()
     def top_items(
@@ -105,9 +107,8 @@ class TrieBeamSearch(TrieGeneratorBase):
         ids, attention = (t.to(device) for t in pad_rows(prompts, self.pad_id))
         n = len(prompts)
         dead = self.dead_prefixes(exclude, n)
-        out = self.model(input_ids=ids, attention_mask=attention, use_cache=True, logits_to_keep=1)
-        cache = cache_of(out)
-        logprobs = torch.log_softmax(out.logits[:, -1].float(), dim=-1)
+        forward = _LeanForward(self.model) if self.lean and lean_supported(self.model) else _HFForward(self.model)
+        logprobs = forward.prefill(ids, attention)
         prefixes: list[tuple[int, ...]] = [()] * n
         beam_scores = torch.zeros(n, device=device)
         for level in range(self.depth):
@@ -120,14 +121,7 @@ class TrieBeamSearch(TrieGeneratorBase):
             beam_scores = scores.reshape(-1)
             if level == self.depth - 1:
                 break
-            cache.reorder_cache(flat_parent)
-            attention = torch.cat([attention.index_select(0, flat_parent),
-                                   torch.ones((len(prefixes), 1), dtype=torch.long, device=device)], dim=1)
-            step_tokens = torch.where(flat_tokens >= 0, flat_tokens, self.pad_id)
-            step = self.model(input_ids=step_tokens[:, None], attention_mask=attention,
-                              **with_cache(self.model, cache), use_cache=True)
-            cache = cache_of(step)
-            logprobs = torch.log_softmax(step.logits[:, -1].float(), dim=-1)
+            logprobs = forward.step(flat_parent, torch.where(flat_tokens >= 0, flat_tokens, self.pad_id))
         return self._collect(prefixes, beam_scores, n, k)
 
     def _collect(self, prefixes, scores: torch.Tensor, n: int, k: int) -> list[list[tuple[str, float]]]:
@@ -142,3 +136,41 @@ class TrieBeamSearch(TrieGeneratorBase):
                     pairs.append((item, values[j]))
             results.append(pairs[:k])
         return results
+
+
+class _HFForward:
+    """The transformers model with its KV cache: the prompt's cache repeated per beam and re-indexed per level."""
+
+    def __init__(self, model):
+        self.model, self.cache, self.attention = model, None, None
+
+    def prefill(self, ids: torch.Tensor, attention: torch.Tensor) -> torch.Tensor:
+        out = self.model(input_ids=ids, attention_mask=attention, use_cache=True, logits_to_keep=1)
+        self.cache, self.attention = cache_of(out), attention
+        return torch.log_softmax(out.logits[:, -1].float(), dim=-1)
+
+    def step(self, parent: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
+        """parent: [rows] the beam each row continues; tokens: [rows] its new token -> log-probs [rows, V]."""
+        self.cache.reorder_cache(parent)
+        ones = torch.ones((len(parent), 1), dtype=torch.long, device=parent.device)
+        self.attention = torch.cat([self.attention.index_select(0, parent), ones], dim=1)
+        out = self.model(input_ids=tokens[:, None], attention_mask=self.attention,
+                         **with_cache(self.model, self.cache), use_cache=True)
+        self.cache = cache_of(out)
+        return torch.log_softmax(out.logits[:, -1].float(), dim=-1)
+
+
+class _LeanForward:
+    """`LeanQwen3`: each prompt's cache kept once, beams carry only their generated tokens."""
+
+    def __init__(self, model):
+        self.lean, self.prompt, self.beams = LeanQwen3(model), None, None
+
+    def prefill(self, ids: torch.Tensor, attention: torch.Tensor) -> torch.Tensor:
+        logits, self.prompt = self.lean.prefill(ids, attention.bool())
+        return torch.log_softmax(logits.float(), dim=-1)
+
+    def step(self, parent: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
+        beams = None if self.beams is None else self.beams.reorder(parent)
+        logits, self.beams = self.lean.step(tokens, self.prompt, beams)
+        return torch.log_softmax(logits.float(), dim=-1)
