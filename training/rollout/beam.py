@@ -35,20 +35,32 @@ def expand_candidates(
     cache: prefix -> children, shared by all rows; dead: per row, prefixes to drop
     (a child is dropped when prefix + (token,) is dead, STAY when the prefix itself is).
     """
-    children = []
+    children, dead_children = [], {}
     for row, prefix in enumerate(prefixes):
-        if prefix not in cache:
-            cache[prefix] = trie.allowed_next(prefix) or ([STAY] if trie.item_at(prefix) else [])
-        kids = cache[prefix]
-        if dead is not None and dead[row]:
-            kids = [t for t in kids if (prefix if t == STAY else prefix + (t,)) not in dead[row]]
+        kids = cache.get(prefix)
+        if kids is None:
+            kids = cache[prefix] = trie.allowed_next(prefix) or ([STAY] if trie.item_at(prefix) else [])
+        row_dead = dead[row] if dead is not None else None
+        if row_dead and kids:
+            if kids[0] == STAY:
+                kids = [] if prefix in row_dead else kids
+            else:  # rows of one prompt share its dead set: group it by parent once per call
+                by_parent = dead_children.get(id(row_dead))
+                if by_parent is None:
+                    by_parent = dead_children[id(row_dead)] = _group_by_parent(row_dead)
+                blocked = by_parent.get(prefix)
+                kids = [t for t in kids if t not in blocked] if blocked else kids
         children.append(kids)
     width = max(1, max(len(c) for c in children))
-    out = torch.full((len(children), width), -1, dtype=torch.long)
-    for row, c in enumerate(children):
-        if c:
-            out[row, : len(c)] = torch.tensor(c)
-    return out
+    return torch.tensor([c + [-1] * (width - len(c)) for c in children], dtype=torch.long)
+
+
+def _group_by_parent(dead: frozenset[tuple[int, ...]]) -> dict[tuple[int, ...], set[int]]:
+    """Dead prefixes as parent prefix -> the last tokens that are dead under it."""
+    grouped: dict[tuple[int, ...], set[int]] = {}
+    for path in dead:
+        grouped.setdefault(path[:-1], set()).add(path[-1])
+    return grouped
 
 
 def select_beams(
