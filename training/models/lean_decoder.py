@@ -6,7 +6,8 @@ each forward pays the library's per-call set-up (mask building, cache bookkeepin
 policy costs more than the arithmetic. Here, on the model's own weights (read at call time, never copied):
 
 - `prefill(ids, valid)`: the prompts' forward; returns the last position's logits and a `PromptCache` holding each
-  prompt's keys and values once ([n, kv_heads, P, head_dim] per layer).
+  prompt's keys and values once ([n, kv_heads, P, head_dim] per layer). The last layer computes attention and MLP
+  for the last position only (its other positions' outputs are never read; their keys and values are kept).
 - `step(tokens, prompt_cache, beam_cache)`: one new token per beam (rows = n prompts x W beams, prompt-major);
   a beam attends to its prompt's shared keys and to the keys of its own generated tokens (`BeamCache`, at most the
   identifier depth long), so re-indexing beams moves only those few tokens.
@@ -88,15 +89,18 @@ class LeanQwen3:
         eye = torch.eye(length, dtype=torch.bool, device=ids.device)
         mask = (allowed & valid[:, None, :] | eye)[:, None]  # a padded query sees itself: no all-masked row (NaN)
         hidden, keys, values = self.embed[ids], [], []
-        for layer in self.layers:
+        for index, layer in enumerate(self.layers):
             attn = layer.self_attn
             x = self._rms(hidden, layer.input_layernorm.weight)
             q, k, v = self._qkv(attn, x, cos, sin)  # [n, heads | kv_heads, P, d]
             keys.append(k)
             values.append(v)
+            if index == len(self.layers) - 1:  # only the last position's output is read: its query alone
+                q, hidden, mask = q[:, :, -1:], hidden[:, -1:], mask[:, :, -1:]
             out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, scale=self.scale,
                                                  enable_gqa=self.heads != self.kv_heads)
-            hidden = hidden + F.linear(out.transpose(1, 2).reshape(n, length, -1), attn.o_proj.weight, attn.o_proj.bias)
+            hidden = hidden + F.linear(out.transpose(1, 2).reshape(n, q.shape[2], -1), attn.o_proj.weight,
+                                       attn.o_proj.bias)
             hidden = hidden + self._mlp(layer, self._rms(hidden, layer.post_attention_layernorm.weight))
         return self._logits(hidden[:, -1]), PromptCache(keys, values, valid.bool())
 
