@@ -47,24 +47,46 @@ def mean_batch(before: tuple[float, float], after: tuple[float, float]) -> float
 def summarize(samples: list[Sample], warmup_s: float) -> dict:
     """Latency (ms, linear-interpolated percentiles) and rps over the samples that started after the warm-up;
     requests, errors and error rate over all of them."""
-    if not samples:
+    return summarize_rounds([samples], warmup_s)
+
+
+def summarize_rounds(rounds: Sequence[list[Sample]], warmup_s: float) -> dict:
+    """`summarize` over several runs of one set-up: each run's warm-up left out, percentiles over the pooled
+    samples, rps = answered requests over the sum of the runs' measured windows (not the gaps between runs)."""
+    rounds = [samples for samples in rounds if samples]
+    if not rounds:
         return {"requests": 0, "errors": 0, "error_rate": None}
-    first = min(s[0] for s in samples)
-    window = [s for s in samples if s[0] >= first + warmup_s] or samples
-    begin = first + warmup_s if len(window) < len(samples) else first
-    end = max(s[0] + s[1] / 1000 for s in window)
+    window, span = [], 0.0
+    for samples in rounds:
+        first = min(s[0] for s in samples)
+        kept = [s for s in samples if s[0] >= first + warmup_s] or samples
+        begin = first + warmup_s if len(kept) < len(samples) else first
+        span += max(s[0] + s[1] / 1000 for s in kept) - begin
+        window += kept
+    every = [s for samples in rounds for s in samples]
     lat = np.array([s[1] for s in window])
     ok = sum(1 for s in window if s[2])
-    errors = sum(1 for s in samples if not s[2])
-    out = {"requests": len(samples), "rps": round(ok / max(end - begin, 1e-9), 1),
+    errors = sum(1 for s in every if not s[2])
+    out = {"requests": len(every), "rps": round(ok / max(span, 1e-9), 1),
            "p50_ms": _r(np.percentile(lat, 50)), "p95_ms": _r(np.percentile(lat, 95)),
            "p99_ms": _r(np.percentile(lat, 99)), "mean_ms": _r(lat.mean()),
-           "errors": errors, "error_rate": round(errors / len(samples), 5),
-           "path_mismatch": sum(1 for s in samples if s[4] is False)}
+           "errors": errors, "error_rate": round(errors / len(every), 5),
+           "path_mismatch": sum(1 for s in every if s[4] is False)}
     server = np.array([s[3] for s in window if s[3] is not None])
     if server.size:
         out["server_p50_ms"], out["server_p99_ms"] = _r(np.percentile(server, 50)), _r(np.percentile(server, 99))
     return out
+
+
+def add_cpu(rounds: Sequence[dict]) -> dict:
+    """CPU-second dicts of several runs summed key by key (`mean_batch`, a mean, is averaged)."""
+    total: dict = {}
+    for cpu in rounds:
+        for key, value in cpu.items():
+            total[key] = total.get(key, 0.0) + value
+    if "mean_batch" in total:
+        total["mean_batch"] = round(total["mean_batch"] / sum("mean_batch" in cpu for cpu in rounds), 2)
+    return total
 
 
 def _r(x: float) -> float:

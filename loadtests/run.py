@@ -42,6 +42,7 @@ from loadtests.inprocess import InProcess, run_inprocess
 from loadtests.measure import (
     BenchLoop,
     Sample,
+    add_cpu,
     children_cpu_s,
     cpu_seconds,
     engine_batch_totals,
@@ -49,7 +50,7 @@ from loadtests.measure import (
     machine_busy_s,
     mean_batch,
     serve_processes,
-    summarize,
+    summarize_rounds,
 )
 from loadtests.scenarios import ARMS, EXPECTED_PATH, REPO_ROOT, SCENARIOS, USER_CLASS
 from loadtests.serving_report import add_p99_verdicts, http_row, inprocess_row, ratio_row, write_serving_report
@@ -72,6 +73,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--users", default="1,8,32", help="concurrent users per run, comma-separated")
     p.add_argument("--duration", type=float, default=20.0, help="seconds of each locust run")
     p.add_argument("--inprocess-duration", type=float, default=12.0, help="seconds of each in-process run")
+    p.add_argument("--rounds", type=int, default=1, help="pairs of (in-process run, locust run) per scenario and "
+                   "concurrency, pooled: the machine's speed drifts between runs")
     p.add_argument("--warmup", type=float, default=3.0, help="seconds at the start of a run left out of latency")
     p.add_argument("--settle", type=float, default=2.0, help="pause before each run (the last one's leftovers)")
     p.add_argument("--n-users", type=int, default=200, help="sampled ML-100k users (histories, reasoning rows)")
@@ -234,18 +237,31 @@ def measure_scenarios(url: str, bench: BenchLoop, models: InProcess, scenarios: 
     for scenario in scenarios:
         inputs = data["reasoning"] if scenario == "reasoning_cached" else queries
         for n in levels:
-            samples, cpu, failures = run_inprocess(bench, models, scenario, n, inputs, args)
-            local = inprocess_row(scenario, n, summarize(samples, args.warmup), cpu, failures, args)
-            batched = scenario == "direct_native"  # the only arm behind the micro-batcher
-            batches_before = engine_batch_totals(url) if batched else None
-            samples, cpu = run_locust(url, scenario, n, args, data_path, workdir)
-            http = http_row(scenario, n, summarize(samples, args.warmup), cpu, args, idle)
-            if batched:
-                http["metrics"]["mean_batch"] = mean_batch(batches_before, engine_batch_totals(url))
-            rows += [http, local, ratio_row(scenario, n, http, local)]
+            rows += measure_level(url, bench, models, scenario, n, inputs, data_path, workdir, args, idle)
             print(json.dumps({r["name"]: r["metrics"] for r in rows[-3:]}), flush=True)
             (workdir / "rows.json").write_text(json.dumps(rows, indent=1))
     return rows
+
+
+def measure_level(url: str, bench: BenchLoop, models: InProcess, scenario: str, n: int, inputs: list,
+                  data_path: Path, workdir: Path, args: argparse.Namespace, idle: float) -> list[dict]:
+    """HTTP, in-process and ratio rows of one scenario at n users: --rounds pairs of (in-process run, locust run),
+    pooled, so that a slow or fast stretch of the machine lands on both sides."""
+    local_runs, http_runs = [], []
+    batched = scenario == "direct_native"  # the only arm behind the micro-batcher
+    batches_before = engine_batch_totals(url) if batched else None
+    for round_index in range(args.rounds):
+        local_runs.append(run_inprocess(bench, models, scenario, n, inputs, args))
+        tag = f"{scenario}_c{n}" + (f"_r{round_index}" if args.rounds > 1 else "")
+        http_runs.append(run_locust(url, scenario, n, args, data_path, workdir, tag=tag))
+    failures = [f for _, _, fs in local_runs for f in fs]
+    local = inprocess_row(scenario, n, summarize_rounds([s for s, _, _ in local_runs], args.warmup),
+                          add_cpu([c for _, c, _ in local_runs]), failures, args)
+    http = http_row(scenario, n, summarize_rounds([s for s, _ in http_runs], args.warmup),
+                    add_cpu([c for _, c in http_runs]), args, idle)
+    if batched:
+        http["metrics"]["mean_batch"] = mean_batch(batches_before, engine_batch_totals(url))
+    return [http, local, ratio_row(scenario, n, http, local)]
 
 
 # ---- main -----------------------------------------------------------------------------------------------------------

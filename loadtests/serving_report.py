@@ -27,6 +27,12 @@ def http_path(args: argparse.Namespace) -> str:
     return "Ray Serve proxy -> ingress replica"
 
 
+def rounds(args: argparse.Namespace) -> str:
+    """"3 x " before a run's duration when --rounds 3 pooled three runs, else nothing."""
+    count = getattr(args, "rounds", 1)
+    return f"{count} x " if count > 1 else ""
+
+
 def http_row(scenario: str, users: int, stats: dict, cpu: dict, args: argparse.Namespace,
              idle: float | None = None) -> dict:
     """idle: CPU cores the replica and proxy burn with no traffic (idle_cpu_ms_per_req: that share of
@@ -40,7 +46,8 @@ def http_row(scenario: str, users: int, stats: dict, cpu: dict, args: argparse.N
         row["metrics"]["idle_cpu_ms_per_req"] = round(1000 * idle * cpu["wall"] / n, 2)
     row["seconds"] = {"run": round(cpu["wall"], 1)}
     row["notes"] = (f"HTTP POST /v1/recommend via {http_path(args)} (arm {ARMS[scenario]}), "
-                    f"locust FastHttpUser x{users}, no think time, {args.duration:g} s, first {args.warmup:g} s "
+                    f"locust FastHttpUser x{users}, no think time, {rounds(args)}{args.duration:g} s, "
+                    f"first {args.warmup:g} s "
                     f"out of latency/rps; server_* = the response's latency_ms (pipeline time); CPU/request: "
                     f"replica {1000 * cpu['replica'] / n:.2f} ms, proxy {1000 * cpu['proxy'] / n:.2f} ms, locust "
                     f"{1000 * cpu['locust'] / n:.2f} ms; machine busy {cpu['machine'] / cpu['wall']:.2f} of "
@@ -64,7 +71,8 @@ def inprocess_row(scenario: str, users: int, stats: dict, cpu: dict, failures: l
     if "mean_batch" in cpu:
         row["metrics"]["mean_batch"] = cpu["mean_batch"]
     row["seconds"] = {"run": round(cpu["wall"], 1)}
-    row["notes"] = (f"{INPROCESS_WHAT[scenario]}; {users} asyncio clients, {args.inprocess_duration:g} s, first "
+    row["notes"] = (f"{INPROCESS_WHAT[scenario]}; {users} asyncio clients, "
+                    f"{rounds(args)}{args.inprocess_duration:g} s, first "
                     f"{args.warmup:g} s out of latency/rps; same users, histories and k as HTTP; machine busy "
                     f"{cpu['machine'] / cpu['wall']:.2f} of {os.cpu_count()} cores; loadavg "
                     f"{os.getloadavg()[0]:.2f}" + (f"; first error: {failures[0]}" if failures else ""))
@@ -179,7 +187,9 @@ def notes_md(rows: list[dict], facts: dict, args: argparse.Namespace, png: Path 
               f"cached beforehand: {facts.get('vectors_written')} written; answers by another path at the check: "
               f"{facts.get('path_mismatch_at_check')}).",
               f"- Runs: per scenario and concurrency, the in-process closed loop ({args.inprocess_duration:g} s) then "
-              f"locust ({args.duration:g} s), never both at once; the first {args.warmup:g} s of each are left out "
+              f"locust ({args.duration:g} s), never both at once, {getattr(args, 'rounds', 1)} time(s) in turn, "
+              f"pooled (percentiles over all rounds' samples, rps over their summed windows); "
+              f"the first {args.warmup:g} s of each are left out "
               f"of latency and rps; percentiles are exact (numpy, linear) over per-request samples; errors count "
               f"non-2xx over whole runs.",
               f"- Serve replica + proxy with no traffic: {facts.get('serve_idle_cores')} cores "
