@@ -21,6 +21,7 @@ POLICY_MODULES = {
     "training.devices", "training.identifiers", "training.identifiers.atomic", "training.identifiers.base",
     "training.identifiers.kmeans", "training.identifiers.rqkmeans", "training.identifiers.titles",
     "training.identifiers.trie", "training.inference", "training.models", "training.models.kv_cache",
+    "training.models.lean_decoder",
     "training.models.policy",
     "training.models.policy_recommender", "training.padding", "training.prompts", "training.recommender",
     "training.rollout", "training.rollout.beam", "training.rollout.generator", "training.text",
