@@ -23,8 +23,6 @@ from training.inference import load_recommender
 from training.models.policy_recommender import PolicyRecommender
 from training.pipeline import prepare_data
 
-BACKENDS = ("hf_generate", "batched_kv_beam", "shared_prompt_beam")
-
 
 def time_backend(rec: PolicyRecommender, samples, batch_size: int) -> tuple[float, list[list[str]]]:
     started = time.perf_counter()
@@ -35,7 +33,10 @@ def time_backend(rec: PolicyRecommender, samples, batch_size: int) -> tuple[floa
 
 
 def run_batch_size(recommenders: dict, samples, batch_size: int) -> list[dict]:
-    """One row per backend at this batch size, with ratios and the top-10 overlap with hf_generate."""
+    """One row per backend at this batch size, with ratios and the top-10 overlap with hf_generate.
+
+    recommenders: name -> (recommender, lean flag or None), in the order hf_generate, batched_kv_beam,
+    shared_prompt_beam."""
     rows, ranked = [], {}
     for name, (rec, lean) in recommenders.items():
         if lean is not None:
@@ -46,7 +47,7 @@ def run_batch_size(recommenders: dict, samples, batch_size: int) -> list[dict]:
                      "seconds": {"rank": round(seconds, 2)},
                      "notes": f"{len(samples)} test samples, batch {batch_size}, beam 20, top-20"})
     hf_ms, kv_ms = rows[0]["metrics"]["ms_per_sample"], rows[1]["metrics"]["ms_per_sample"]
-    for row, name in zip(rows[1:], BACKENDS[1:], strict=True):
+    for row, name in zip(rows[1:], list(recommenders)[1:], strict=True):
         row["metrics"]["ratio"] = hf_ms / row["metrics"]["ms_per_sample"]
         overlap = sum(len(set(a[:10]) & set(b[:10])) for a, b in zip(ranked["hf_generate"], ranked[name], strict=True))
         row["metrics"]["top10_overlap"] = overlap / (10 * len(samples))

@@ -29,8 +29,7 @@ def http_path(args: argparse.Namespace) -> str:
 
 def rounds(args: argparse.Namespace) -> str:
     """"3 x " before a run's duration when --rounds 3 pooled three runs, else nothing."""
-    count = getattr(args, "rounds", 1)
-    return f"{count} x " if count > 1 else ""
+    return f"{args.rounds} x " if args.rounds > 1 else ""
 
 
 def http_row(scenario: str, users: int, stats: dict, cpu: dict, args: argparse.Namespace,
@@ -187,7 +186,7 @@ def notes_md(rows: list[dict], facts: dict, args: argparse.Namespace, png: Path 
               f"cached beforehand: {facts.get('vectors_written')} written; answers by another path at the check: "
               f"{facts.get('path_mismatch_at_check')}).",
               f"- Runs: per scenario and concurrency, the in-process closed loop ({args.inprocess_duration:g} s) then "
-              f"locust ({args.duration:g} s), never both at once, {getattr(args, 'rounds', 1)} time(s) in turn, "
+              f"locust ({args.duration:g} s), never both at once, {args.rounds} time(s) in turn, "
               f"pooled (percentiles over all rounds' samples, rps over their summed windows); "
               f"the first {args.warmup:g} s of each are left out "
               f"of latency and rps; percentiles are exact (numpy, linear) over per-request samples; errors count "

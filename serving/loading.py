@@ -40,7 +40,7 @@ def build_native_engine(settings: ServeSettings, arm: ArmSettings) -> DirectEngi
         from serving.engine.native import NativeDirectEngine as Engine
 
     return Engine.from_bundle(settings.bundle_path(arm.bundle), device=settings.engine.device,
-                                          beam_width=settings.engine.beam_width, expected_version=arm.bundle_version)
+                              beam_width=settings.engine.beam_width, expected_version=arm.bundle_version)
 
 
 def build_vllm_engine(settings: ServeSettings, arm: ArmSettings) -> DirectEngine:
