@@ -41,7 +41,7 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:  # run as a file: `python deploy/multinode.py`
     sys.path.insert(0, str(ROOT))
 
-from feature_store.local_redis import RedisServer, free_port  # noqa: E402
+from feature_store.local_redis import RedisServer, free_ports  # noqa: E402
 
 MARKER = "REASONREC_MULTINODE_RUN"  # in the environment of every process of the cluster: how stop() finds them
 NODE_PORT_OPTIONS = ("--node-manager-port", "--object-manager-port", "--dashboard-agent-listen-port",
@@ -53,10 +53,16 @@ LOOPBACK = ("127.0.0.1", "[::1]", "::1", "localhost", "[::ffff:127.0.0.1]")
 class LoopbackCluster:
     """A Ray head and one worker node on 127.0.0.1, each with `cpus` CPUs and its own --temp-dir under `root`."""
 
-    def __init__(self, root: Path, env: dict[str, str], cpus: int = 1, object_store_bytes: int = 300_000_000):
+    PORTS_NEEDED = 3 + 2 * len(NODE_PORT_OPTIONS)
+
+    def __init__(self, root: Path, env: dict[str, str], ports: list[int], cpus: int = 1,
+                 object_store_bytes: int = 300_000_000):
+        """`ports`: PORTS_NEEDED distinct free ports from one `free_ports` draw (separate draws can repeat a port,
+        and Ray refuses to start when two of its components get the same one)."""
         self.root, self.env, self.cpus, self.store_bytes = root, env, cpus, object_store_bytes
         self.ray = str(Path(sys.executable).with_name("ray"))
-        self.gcs_port, self.dashboard_port = free_port(), free_port()
+        self.gcs_port, self.dashboard_port, self.client_port, *node_ports = ports
+        self.node_ports = iter(node_ports)
         self.ports: dict[str, dict[str, int]] = {}
 
     @property
@@ -68,7 +74,7 @@ class LoopbackCluster:
         return f"http://127.0.0.1:{self.dashboard_port}"
 
     def _start(self, name: str, first: list[str], timeout_s: float = 120) -> None:
-        ports = {option: free_port() for option in NODE_PORT_OPTIONS}
+        ports = {option: next(self.node_ports) for option in NODE_PORT_OPTIONS}
         self.ports[name] = {option.strip("-"): port for option, port in ports.items()}
         command = [self.ray, "start", *first, "--node-ip-address", "127.0.0.1", "--num-cpus", str(self.cpus),
                    "--object-store-memory", str(self.store_bytes), "--temp-dir", str(self.root / name),
@@ -78,11 +84,11 @@ class LoopbackCluster:
             raise RuntimeError(f"`ray start` of the {name} failed:\n{result.stdout[-1500:]}{result.stderr[-1500:]}")
 
     def start(self) -> None:
-        client_port = free_port()
-        self._start("head", ["--head", "--port", str(self.gcs_port), "--ray-client-server-port", str(client_port),
+        self._start("head", ["--head", "--port", str(self.gcs_port), "--ray-client-server-port", str(self.client_port),
                              "--include-dashboard", "true", "--dashboard-host", "127.0.0.1",
                              "--dashboard-port", str(self.dashboard_port)])
-        self.ports["head"] |= {"gcs": self.gcs_port, "dashboard": self.dashboard_port, "ray-client-server": client_port}
+        self.ports["head"] |= {"gcs": self.gcs_port, "dashboard": self.dashboard_port,
+                               "ray-client-server": self.client_port}
         self._start("worker", ["--address", self.address])
 
     def pids(self) -> list[int]:
@@ -313,13 +319,16 @@ def run(args) -> dict:
     env = {k: v for k, v in os.environ.items() if k not in ("RAY_ADDRESS", "RAY_AUTH_TOKEN_PATH")}
     # The nearline's actor pool waits for both actors before its first batch: otherwise the actor that is up first
     # may take every batch (measured once: 6 batches on the worker, none on the slower head).
-    env |= {MARKER: str(root), "AUTOSCALER_METRIC_PORT": str(free_port()), "DASHBOARD_METRIC_PORT": str(free_port()),
+    autoscaler_metric_port, dashboard_metric_port, http_port, *cluster_ports = free_ports(
+        3 + LoopbackCluster.PORTS_NEEDED)
+    env |= {MARKER: str(root), "AUTOSCALER_METRIC_PORT": str(autoscaler_metric_port),
+            "DASHBOARD_METRIC_PORT": str(dashboard_metric_port),
             "RAY_DATA_DEFAULT_WAIT_FOR_MIN_ACTORS_S": "600", "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": token,
             "RAY_USAGE_STATS_ENABLED": "0",
             "OMP_NUM_THREADS": env.get("OMP_NUM_THREADS", "1"), "HF_HUB_OFFLINE": "1",
             "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))}
     os.environ.update({k: env[k] for k in ("RAY_AUTH_MODE", "RAY_AUTH_TOKEN", "RAY_USAGE_STATS_ENABLED")})
-    cluster, report, seconds, serve = LoopbackCluster(root, env), {}, {}, None
+    cluster, report, seconds, serve = LoopbackCluster(root, env, cluster_ports), {}, {}, None
     t0 = time.monotonic()
     with RedisServer() as redis:
         try:
@@ -329,7 +338,7 @@ def run(args) -> dict:
             report["nearline"] = run_nearline(args, cluster, redis.url, users)
             seconds["nearline"] = time.monotonic() - t0 - sum(seconds.values())
             report["store"] = store_rows(redis.url, users)
-            port = free_port()
+            port = http_port
             serve = start_serve(args, cluster, redis.url, port)
             base = f"http://127.0.0.1:{port}"
             wait_ready(base, serve, root / "serve.log", args.step_timeout)

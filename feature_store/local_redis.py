@@ -33,6 +33,19 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+def free_ports(count: int) -> list[int]:
+    """`count` distinct free TCP ports. The OS may hand the same ephemeral port to two separate `free_port` calls
+    (each socket is closed before the next bind), and Ray refuses a port given to two of its components."""
+    sockets = [socket.socket() for _ in range(count)]
+    try:
+        for sock in sockets:  # all held open at once, so the OS cannot repeat a port
+            sock.bind(("127.0.0.1", 0))
+        return [sock.getsockname()[1] for sock in sockets]
+    finally:
+        for sock in sockets:
+            sock.close()
+
+
 def ping(port: int, timeout_s: float = 0.2) -> bool:
     """True when a Redis server on 127.0.0.1:`port` answers PING with PONG."""
     try:

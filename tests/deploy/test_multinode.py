@@ -182,7 +182,7 @@ def test_multinode_script_stops_its_own_processes_only(tmp_path):
     script = multinode_script()
     root = tmp_path / "rrmn"
     root.mkdir()
-    cluster = script.LoopbackCluster(root, {})
+    cluster = script.LoopbackCluster(root, {}, script.free_ports(script.LoopbackCluster.PORTS_NEEDED))
     marked = subprocess.Popen(["sh", "-c", "sleep 60 & wait"], env={script.MARKER: str(root), "PATH": "/usr/bin:/bin"})
     with (root / "log").open("w") as log:
         holding = subprocess.Popen(["sleep", "60"], stdout=log)
