@@ -125,6 +125,40 @@ class LeanQwen3:
             hidden = hidden + self._mlp(layer, self._rms(hidden, layer.post_attention_layernorm.weight))
         return self._logits(hidden[:, -1]), BeamCache(new_keys, new_values)
 
+    def extend(self, tokens: torch.Tensor, prompt: PromptCache) -> torch.Tensor:
+        """Teacher forcing of W continuations per prompt at once: tokens [n, W, T] -> logits [n, W, T, V].
+
+        Position t of a continuation attends to its prompt's shared keys and, causally, to its own tokens 0..t
+        (RoPE positions P..P+T-1: only differences of positions matter, so left padding changes nothing). Trailing
+        padding of a short continuation only feeds positions after its end, whose logits the caller ignores.
+        Differentiable: the RL update scores every sampled completion of a prompt on one prompt forward."""
+        n, width, length = tokens.shape
+        cos, sin = self._rotary(prompt.length + torch.arange(length, device=tokens.device), self.embed.dtype)
+        causal = torch.ones(length, length, dtype=torch.bool, device=tokens.device).tril()
+        hidden = self.embed[tokens.reshape(n * width, length)]
+        for i, layer in enumerate(self.layers):
+            attn = layer.self_attn
+            q, k, v = self._qkv(attn, self._rms(hidden, layer.input_layernorm.weight), cos, sin)  # [rows, h, T, d]
+            out = self._continuation_attention(q, k, v, prompt.keys[i], prompt.values[i], prompt.valid, causal, n)
+            hidden = hidden + F.linear(out, attn.o_proj.weight, attn.o_proj.bias)
+            hidden = hidden + self._mlp(layer, self._rms(hidden, layer.post_attention_layernorm.weight))
+        return self._logits(hidden).reshape(n, width, length, -1)
+
+    def _continuation_attention(self, q, k, v, prompt_k, prompt_v, valid, causal, n: int) -> torch.Tensor:
+        """q: [rows, heads, T, d], k/v: [rows, kv, T, d]; prompt_k/v: [n, kv, P, d] -> [rows, T, heads * d]."""
+        groups, length = self.heads // self.kv_heads, q.shape[2]
+        q = q.reshape(n, -1, self.kv_heads, groups, length, self.head_dim)
+        k = k.reshape(n, -1, self.kv_heads, length, self.head_dim)
+        v = v.reshape(n, -1, self.kv_heads, length, self.head_dim)
+        to_prompt = torch.einsum("nwkgtd,nkpd->nwkgtp", q, prompt_k) * self.scale
+        to_prompt = to_prompt.masked_fill(~valid[:, None, None, None, None, :], float("-inf"))
+        to_self = (torch.einsum("nwkgtd,nwksd->nwkgts", q, k) * self.scale).masked_fill(~causal, float("-inf"))
+        weights = torch.softmax(torch.cat([to_prompt, to_self], dim=-1), dim=-1)
+        prompt_length = prompt_k.shape[2]
+        out = (torch.einsum("nwkgtp,nkpd->nwkgtd", weights[..., :prompt_length], prompt_v)
+               + torch.einsum("nwkgts,nwksd->nwkgtd", weights[..., prompt_length:], v))
+        return out.permute(0, 1, 4, 2, 3, 5).reshape(-1, length, self.heads * self.head_dim)
+
     def _shared_prefix_attention(self, q, prompt_k, prompt_v, valid, beam_k, beam_v, n: int, width: int):
         """q: [rows, heads, 1, d]; prompt_k/v: [n, kv, P, d]; beam_k/v: [rows, kv, t, d] -> [rows, heads * d]."""
         groups = self.heads // self.kv_heads

@@ -1,4 +1,10 @@
-"""Teacher-forced log-probs of completions under the policy (with gradients), for the RL update."""
+"""Teacher-forced log-probs of completions under the policy (with gradients), for the RL update.
+
+An RL step scores many completions of the same prompt (a GRPO group, SimPO's target and wrong items). For a plain
+Qwen3 policy (`lean_supported`) each distinct prompt runs once and its completions attend to its keys
+(`LeanQwen3.extend`); otherwise every prompt + completion runs as its own sequence through transformers. Both give
+the same log-probs and gradients to float rounding (tests/training/rollout/test_scoring.py).
+"""
 
 from __future__ import annotations
 
@@ -6,6 +12,7 @@ from collections.abc import Sequence
 
 import torch
 
+from training.models.lean_decoder import LeanQwen3, lean_supported
 from training.padding import pad_rows
 
 
@@ -24,8 +31,16 @@ def completion_logprobs(model, prompts: Sequence[list[int]], completions: Sequen
 
     prompts[i] + completions[i] is one sequence. Returns (logprobs [N, T], mask [N, T]) with
     T = the longest completion; mask 1 where a completion token exists. The LM head runs only
-    at the positions that predict completion tokens.
+    at the positions that predict completion tokens (transformers path).
     """
+    if lean_supported(model) and any(completions):
+        return shared_prompt_logprobs(model, prompts, completions, pad_id)
+    return per_sequence_logprobs(model, prompts, completions, pad_id)
+
+
+def per_sequence_logprobs(model, prompts: Sequence[list[int]], completions: Sequence[Sequence[int]],
+                          pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """`completion_logprobs` through the transformers model, one right-padded sequence per completion."""
     hidden = sequence_hidden_states(model, prompts, completions, pad_id)
     device = hidden.device
     width = max(len(c) for c in completions)
@@ -60,3 +75,32 @@ def completion_entropies(model, prompts: Sequence[list[int]], completions: Seque
         if c:
             out[i, :len(c)] = compute_token_entropy(model.lm_head(hidden[i, len(p) - 1:len(p) - 1 + len(c)]))
     return out
+
+
+def shared_prompt_logprobs(model, prompts: Sequence[list[int]], completions: Sequence[Sequence[int]],
+                           pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """`completion_logprobs` with one forward per distinct prompt (Qwen3 policies, see the module docstring)."""
+    device = next(model.parameters()).device
+    slots: dict[tuple[int, ...], list[int]] = {}
+    for row, prompt in enumerate(prompts):
+        slots.setdefault(tuple(prompt), []).append(row)
+    unique, groups = list(slots), list(slots.values())
+    width, length = max(map(len, groups)), max(len(c) for c in completions)
+    tokens = torch.full((len(unique), width, length), pad_id, dtype=torch.long)
+    for p, rows in enumerate(groups):
+        for w, row in enumerate(rows):
+            tokens[p, w, :len(completions[row])] = torch.tensor(list(completions[row]), dtype=torch.long)
+    tokens = tokens.to(device)
+    ids, valid = pad_rows([list(u) for u in unique], pad_id, side="left")
+    ids, valid = ids.to(device), valid.to(device).bool()
+    lean = LeanQwen3(model)
+    first, cache = lean.prefill(ids, valid)  # [n, V]: predicts each completion's token 0
+    logits = first[:, None, None].expand(-1, width, 1, -1)
+    if length > 1:  # position t of the continuation predicts token t + 1
+        logits = torch.cat([logits, lean.extend(tokens[:, :, :-1], cache)], dim=2)
+    picked = torch.log_softmax(logits.float(), dim=-1).gather(-1, tokens[..., None]).squeeze(-1)  # [n, W, T]
+    where = torch.tensor([[p, w] for p, rows in enumerate(groups) for w, _ in enumerate(rows)], device=device)
+    order = torch.tensor([row for rows in groups for row in rows], device=device)
+    out = torch.zeros(len(prompts), length, device=device).index_copy(0, order, picked[where[:, 0], where[:, 1]])
+    mask = pad_rows([[1] * len(c) for c in completions], 0, side="right", length=length)[1].float().to(device)
+    return out * mask, mask

@@ -29,3 +29,31 @@ def test_logprobs_and_entropies_match_a_plain_forward_of_each_sequence(tiny_poli
             assert entropies[row, j].item() == pytest.approx(by_hand, abs=1e-4)
         assert mask[row].tolist() == [1.0] * len(completion) + [0.0] * (3 - len(completion))
         assert entropies[row, len(completion):].abs().sum().item() == 0.0
+
+
+@pytest.mark.timeout(60)
+def test_shared_prompt_scoring_equals_one_sequence_per_completion_values_and_gradients(tiny_policy,
+                                                                                        history_prompts):
+    """A GRPO group / SimPO pairs: several completions per prompt, of different lengths, prompts in any order."""
+    from training.models.lean_decoder import lean_supported
+    from training.rollout.scoring import per_sequence_logprobs, shared_prompt_logprobs
+
+    model, tokenizer, _ = tiny_policy
+    assert lean_supported(model)
+    a, b, c = history_prompts
+    prompts = [a, b, a, c, a, b]
+    completions = [[5, 6, 7], [8], [9, 10], [11, 12, 13], [5, 6, 8], [14, 15]]
+    pad = tokenizer.pad_token_id
+    results = []
+    for score in (per_sequence_logprobs, shared_prompt_logprobs):
+        model.zero_grad()
+        logprobs, mask = score(model, prompts, completions, pad)
+        (logprobs * torch.arange(1.0, 4.0)).sum().backward()  # weights per position: gradients of every slot
+        grads = [p.grad.clone() for p in model.parameters() if p.grad is not None]
+        results.append((logprobs.detach(), mask, grads))
+    (ref, ref_mask, ref_grads), (got, got_mask, got_grads) = results
+    assert torch.equal(ref_mask, got_mask)
+    torch.testing.assert_close(got, ref, atol=1e-5, rtol=1e-4)
+    assert len(got_grads) == len(ref_grads) > 0
+    for g, r in zip(got_grads, ref_grads, strict=True):
+        torch.testing.assert_close(g, r, atol=1e-5, rtol=1e-3)
