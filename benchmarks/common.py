@@ -23,7 +23,10 @@ METRIC_KEYS = (*REPORTED_METRICS, "seconds_per_1k_samples")
 
 
 # config sections of other jobs: a policy's run name (its cache key) must not change when they do
-OTHER_JOBS = {"rl", "rechead", "reasoning"}
+# Config sections of other jobs: left out of a policy run's name hash. A new job's section joins this set, or every
+# cached policy bundle gets a new name (and is trained again); tests/benchmarks/test_run_names.py checks it.
+OTHER_JOBS = {"rl", "rechead", "reasoning", "r2ec"}
+POLICY_RUN_SECTIONS = {"name", "runs_dir", "device", "data", "identifiers", "policy", "sft", "eval", "baseline"}
 
 
 def policy_config(preset: str, protocol: str, overrides: list[str]) -> RunConfig:
