@@ -21,7 +21,7 @@ from tqdm import tqdm
 
 from training.bundle import BundleError, settings_hash, source_section, validate_bundle, write_bundle
 from training.catalog import Catalog
-from training.config import RunConfig, config_differences, save_config
+from training.config import RLConfig, RunConfig, config_differences, save_config
 from training.cot.programmatic import ProgrammaticTeacher
 from training.data.adapters import DatasetFormatError, load_dataset
 from training.data.fetch import fetch_ml100k
@@ -159,8 +159,11 @@ def policy_settings(cfg: RunConfig, split: SplitData) -> dict:
     return settings
 
 
-def reuse_bundle(bundle: Path, settings: dict) -> bool:
-    """True when a valid bundle made by `settings` exists; False when none; StaleArtifactError otherwise."""
+def reuse_bundle(bundle: Path, settings: dict, defaults: dict | None = None) -> bool:
+    """True when a valid bundle made by `settings` exists; False when none; StaleArtifactError otherwise.
+
+    defaults: the settings' default values (same nesting). A key the bundle's settings lack is a setting added
+    after the bundle was made; at its default it changes nothing that bundle's code did, so it still matches."""
     if not (bundle / "manifest.json").exists():
         return False
     try:
@@ -168,10 +171,26 @@ def reuse_bundle(bundle: Path, settings: dict) -> bool:
     except BundleError as err:
         raise StaleArtifactError(f"{err}; pass --force to retrain") from None
     old = (manifest.get("source") or {}).get("settings") or {}
-    if old != settings:
+    if old != settings and not _matches_with_added_defaults(old, settings, defaults or {}):
         diffs = "; ".join(config_differences(old, settings)[:6])
         raise StaleArtifactError(f"{bundle} was made by other settings ({diffs}); pass --force to retrain, "
                                  "or give another name=")
+    return True
+
+
+def _matches_with_added_defaults(old: dict, new: dict, defaults: dict) -> bool:
+    """old == new, except keys missing from `old` whose `new` value is their default."""
+    for key in set(old) | set(new):
+        if key not in old:
+            if key not in defaults or new[key] != defaults[key]:
+                return False
+        elif key not in new:
+            return False
+        elif isinstance(old[key], dict) and isinstance(new[key], dict):
+            if not _matches_with_added_defaults(old[key], new[key], defaults.get(key) or {}):
+                return False
+        elif old[key] != new[key]:
+            return False
     return True
 
 
@@ -439,7 +458,7 @@ def train_rl_bundle(cfg: RunConfig, parent: Path, catalog: Catalog, split: Split
     bundle = out / "bundle"
     if Path(parent).resolve() == bundle.resolve():
         raise ValueError(f"the RL bundle would overwrite its parent {parent}; give another name=")
-    if not force and reuse_bundle(bundle, settings):
+    if not force and reuse_bundle(bundle, settings, {"rl": RLConfig().model_dump(mode="json")}):
         return bundle, False
     save_config(cfg, out / "config.json")
     started = time.time()
