@@ -243,8 +243,7 @@ def start(settings: ServeSettings, num_cpus: int | None = None, num_replicas: in
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
     if not ray.is_initialized():
         address = address or os.environ.get("RAY_ADDRESS")
-        if settings.direct_ingress:
-            _enable_direct_ingress(address)
+        _set_ray_env(address, ray_env(settings))
         ray.init(address=address, num_cpus=None if address else num_cpus, include_dashboard=False,
                  log_to_driver=False, **({} if address else {"_node_ip_address": "127.0.0.1"}))
     _start_proxy(settings)
@@ -253,14 +252,24 @@ def start(settings: ServeSettings, num_cpus: int | None = None, num_replicas: in
     return f"http://{settings.host}:{settings.port}"
 
 
-def _enable_direct_ingress(address: str | None) -> None:
-    """Sets DIRECT_INGRESS_ENV for the local Ray about to start (`stop` restores it). A cluster that is joined has
-    its own environment: start it with these variables."""
+def ray_env(settings: ServeSettings) -> dict[str, str]:
+    """The Ray Serve variables the settings ask for (read by Serve's processes when they start)."""
+    env = dict(DIRECT_INGRESS_ENV) if settings.direct_ingress else {}
+    if settings.throughput_optimized:  # the bundle turns direct ingress on unless told otherwise
+        env |= {"RAY_SERVE_THROUGHPUT_OPTIMIZED": "1",
+                "RAY_SERVE_ENABLE_DIRECT_INGRESS": "1" if settings.direct_ingress else "0"}
+    return env
+
+
+def _set_ray_env(address: str | None, env: dict[str, str]) -> None:
+    """Sets `env` for the local Ray about to start (`stop` restores it). A cluster that is joined has its own
+    environment: start it with these variables."""
     if address:
-        log.warning("direct_ingress: the Ray cluster at %s must have been started with %s", address,
-                    " ".join(f"{k}={v}" for k, v in DIRECT_INGRESS_ENV.items()))
+        if env:
+            log.warning("the Ray cluster at %s must have been started with %s", address,
+                        " ".join(f"{k}={v}" for k, v in env.items()))
         return
-    for name, value in DIRECT_INGRESS_ENV.items():
+    for name, value in env.items():
         _saved_env.setdefault(name, os.environ.get(name))
         os.environ[name] = value
 

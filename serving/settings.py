@@ -100,6 +100,10 @@ class ServeSettings(Section):
     port: int = Field(8000, ge=1, le=65535)
     direct_ingress: bool = Field(False, description="each app replica also answers HTTP on a port of its own "
                                                    "(Ray Serve direct ingress), skipping the proxy hop")
+    throughput_optimized: bool = Field(False, description="Ray Serve's RAY_SERVE_THROUGHPUT_OPTIMIZED bundle for "
+                                       "the local Ray that `reasonrec serve` starts: user code and router on the "
+                                       "replica's main loop, request logs buffered, GC frozen after start-up, "
+                                       "gRPC from proxy to replica")
     access_log: bool = Field(False, description="Ray Serve's per-request access log (one line per request in the "
                                                 "proxy's and the replica's log files); off by default: it costs "
                                                 "CPU on every request and /metrics counts requests already")

@@ -26,3 +26,21 @@ def test_with_a_token_every_client_needs_it_and_a_wrong_one_is_refused():
     for given in (None, "Bearer wrong", "s3cret", "Bearer s3cret "):
         status, reason = admin_refusal(scope("127.0.0.1", given), "s3cret")
         assert status == 401 and "s3cret" not in reason
+
+
+@pytest.mark.timeout(30)
+def test_ray_env_follows_direct_ingress_and_throughput_settings():
+    from serving.deployments import ray_env
+    from serving.settings import ServeSettings
+
+    def settings(**kw) -> ServeSettings:
+        return ServeSettings.from_yaml("deploy/serve.yaml").model_copy(update=kw)
+
+    assert ray_env(settings()) == {}
+    direct = ray_env(settings(direct_ingress=True))
+    assert direct["RAY_SERVE_ENABLE_DIRECT_INGRESS"] == "1" and "RAY_SERVE_THROUGHPUT_OPTIMIZED" not in direct
+    # the bundle would turn direct ingress on by itself: off unless the settings ask for it
+    assert ray_env(settings(throughput_optimized=True)) == {"RAY_SERVE_THROUGHPUT_OPTIMIZED": "1",
+                                                           "RAY_SERVE_ENABLE_DIRECT_INGRESS": "0"}
+    both = ray_env(settings(throughput_optimized=True, direct_ingress=True))
+    assert both["RAY_SERVE_THROUGHPUT_OPTIMIZED"] == "1" and both["RAY_SERVE_ENABLE_DIRECT_INGRESS"] == "1"
