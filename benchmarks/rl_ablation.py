@@ -41,11 +41,7 @@ VARIANTS = {
     "gream_srpo": ("gream_srpo", []),
     "recllm_r1": ("recllm_r1", []),
     "grpo_basic+ce": ("grpo_basic", ["rl.ce_weight=1.0"]),  # GRPO plus the control's cross-entropy
-    # longer runs: does RISER's late validation rise (SIDs) continue, and does the control keep pace?
-    "sft_continued-600steps": ("sft_continued", ["rl.steps=600"]),
-    "riser-600steps": ("riser", ["rl.steps=600"]),
 }
-LONGER = {"sft_continued-600steps", "riser-600steps"}  # run only when named in --variants
 SID_ONLY = {"gream_srpo", "riser-no_mask"}  # prefix reward and the certainty mask need multi-token ids
 
 
@@ -107,9 +103,8 @@ def aggregate(name: str, scheme: str, per_seed: list[dict], sasrec: Path) -> dic
                                                                                                      strict=True)]
         row["ci95"] = {"ndcg@10": row["ci95_per_seed_vs_sft"][0]}
         row["notes"] += "; ci95: NDCG@10 difference to the SFT start of the same seed (seed 0; all seeds in json)"
-    control = "sft_continued-600steps" if name in LONGER else "sft_continued"  # same steps as the row
-    controls = [s[control] for s in per_seed if name in s and control in s]
-    if name not in ("sft", control) and len(controls) == len(runs):
+    controls = [s["sft_continued"] for s in per_seed if name in s and "sft_continued" in s]
+    if name not in ("sft", "sft_continued") and len(controls) == len(runs):
         metrics["ratio_ndcg@10_vs_control"] = metrics["ndcg@10"] / float(
             np.mean([c["metrics"]["ndcg@10"] for c in controls]))
         row["ci95_per_seed_vs_control"] = [interval(r["predictions"], c["predictions"])
@@ -142,8 +137,7 @@ def main() -> None:
     parser.add_argument("--train-only", nargs="*", type=int, metavar="SEED",
                         help="only train (cache) the bundles of these seeds; no SASRec, no report. Lets seeds run "
                              "as parallel processes before one run with every seed writes the report")
-    parser.add_argument("--variants", nargs="+", default=[v for v in VARIANTS if v not in LONGER],
-                        choices=list(VARIANTS))
+    parser.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
     parser.add_argument("--cached-only", action="store_true",
                         help="report from trained bundles only (RL rows of seeds not trained are left out of means)")
     parser.add_argument("--notes-file", type=Path, default=Path("benchmarks/rl_ablation_notes.md"))
