@@ -7,6 +7,7 @@ from pathlib import Path
 from tests.conftest import make_tiny_dataset, make_tiny_policy
 from training.bundle import write_bundle
 from training.catalog import Catalog
+from training.pipeline import policy_files
 from training.prompts import PROMPT_LAYOUT_VERSION
 
 
@@ -23,13 +24,6 @@ def write_tiny_policy_bundle(root: Path, hidden: int = 64, heads: int = 2, beam_
     """
     catalog = Catalog(make_tiny_dataset().items.values())
     model, tokenizer, scheme = make_tiny_policy(catalog, hidden=hidden, heads=heads)
-
-    def fill(tmp: Path) -> None:
-        catalog.save(tmp / "catalog.json")
-        scheme.save(tmp / "identifiers")
-        tokenizer.save_pretrained(tmp / "tokenizer")
-        model.save_pretrained(tmp / "policy", safe_serialization=True)
-        tokenizer.save_pretrained(tmp / "policy")
-
-    write_bundle(root, fill, "policy", "tiny", {"name": "tiny"}, {}, generation=tiny_generation(beam_width))
+    write_bundle(root, policy_files(catalog, scheme, tokenizer, model), "policy", "tiny", {"name": "tiny"}, {},
+                 generation=tiny_generation(beam_width))
     return root

@@ -10,6 +10,7 @@ from tests.hash_encoder import HashEncoder
 from training.bundle import write_bundle
 from training.catalog import Catalog
 from training.models.text_encoder import EMBED_DIM, MODEL_NAME
+from training.pipeline import policy_files
 from training.prompts import PROMPT_LAYOUT_VERSION
 
 POLICY_GENERATION = {"identifier_scheme": "sid", "prompt_layout": PROMPT_LAYOUT_VERSION, "max_history": 20,
@@ -26,15 +27,8 @@ def write_policy_bundle(root: Path, name: str = "tiny") -> Path:
     """A policy bundle as `training.pipeline.policy_files` writes one, from the random tiny policy."""
     catalog = tiny_catalog()
     model, tokenizer, scheme = make_tiny_policy(catalog)
-
-    def fill(tmp: Path) -> None:
-        catalog.save(tmp / "catalog.json")
-        scheme.save(tmp / "identifiers")
-        tokenizer.save_pretrained(tmp / "tokenizer")
-        model.save_pretrained(tmp / "policy", safe_serialization=True)
-        tokenizer.save_pretrained(tmp / "policy")
-
-    write_bundle(root, fill, "policy", name, {"name": "tiny"}, {}, generation=POLICY_GENERATION)
+    write_bundle(root, policy_files(catalog, scheme, tokenizer, model), "policy", name, {"name": "tiny"}, {},
+                 generation=POLICY_GENERATION)
     return root
 
 
