@@ -184,7 +184,22 @@ def notes_markdown(rows: list[dict]) -> str:
             lo, hi = r["ci95"]["ndcg@10"]
             lines.append(f"- {r['protocol']} `{r['name']}`: ×{r['metrics']['ratio_ndcg@10_vs_sasrec']:.2f} of "
                          f"SASRec's mean NDCG@10; difference to SASRec seed 0, 95 % CI [{lo:+.4f}, {hi:+.4f}]")
-    return "\n".join(lines)
+    return "\n".join(lines + ["", "NDCG@10 over seeds (mean ± std; per seed where the row kept them):", "",
+                               *seed_lines(rows)])
+
+
+def seed_lines(rows: list[dict]) -> list[str]:
+    """One line per multi-seed row: mean ± std of NDCG@10 and, when recorded, each seed's value."""
+    lines = []
+    for r in rows:
+        metrics = r["metrics"]
+        if "ndcg@10_std" not in metrics:
+            continue
+        seeds = r.get("ndcg@10_per_seed")
+        listed = f" (seeds {' / '.join(f'{v:.4f}' for v in seeds)})" if seeds else ""
+        lines.append(f"- {r['protocol']} `{r['name']}`: {metrics['ndcg@10']:.4f} ± {metrics['ndcg@10_std']:.4f}"
+                     + listed)
+    return lines
 
 
 if __name__ == "__main__":

@@ -3,7 +3,7 @@ import json
 import pytest
 
 from benchmarks.common import per_sample_ndcg, policy_config
-from benchmarks.quality import add_intervals
+from benchmarks.quality import add_intervals, mean_of_seeds, seed_lines
 
 
 def _predictions(path, ranks):
@@ -72,3 +72,15 @@ def test_mean_of_seeds_std_uses_every_seed_value():
     assert row["metrics"]["ndcg@10"] == pytest.approx(0.07)
     assert row["metrics"]["ndcg@10_std"] == pytest.approx((2 * 0.01**2 / 3) ** 0.5)  # population std by hand
     assert row["ndcg@10_per_seed"] == [0.06, 0.07, 0.08]
+
+
+def test_seed_lines_give_mean_std_and_each_seed():
+    runs = [{"name": "sft", "protocol": "loo", "metrics": {"ndcg@10": v, "hr@10": 2 * v},
+             "seconds": {"train": 10.0}} for v in (0.04, 0.05, 0.06)]
+    row = mean_of_seeds(runs)
+    kept = {"name": "sasrec", "protocol": "loo", "metrics": {"ndcg@10": 0.07, "ndcg@10_std": 0.001}}
+    no_seeds = {"name": "pop", "protocol": "loo", "metrics": {"ndcg@10": 0.01}}
+    assert seed_lines([row, kept, no_seeds]) == [
+        "- loo `sft`: 0.0500 ± 0.0082 (seeds 0.0400 / 0.0500 / 0.0600)",  # population std of 0.04/0.05/0.06
+        "- loo `sasrec`: 0.0700 ± 0.0010",
+    ]
