@@ -81,12 +81,15 @@ def simpo_loss(model, rollout: StepRollout, cfg: RLConfig, pad_id: int, trie: It
         pairs += [(b, tuple(item_paths[target]), c) for c in wrong.values()]
     if not pairs:
         return _zero(model), {"n_pairs": 0.0}
-    prompts = [rollout.prompts[b] for b, _, _ in pairs]
-    chosen, chosen_mask = completion_logprobs(model, prompts, [p for _, p, _ in pairs], pad_id)
-    rejected, rejected_mask = completion_logprobs(model, prompts, [c.token_ids for _, _, c in pairs], pad_id)
+    prompts, n = [rollout.prompts[b] for b, _, _ in pairs], len(pairs)
+    # one call for targets and wrong items: each prompt's forward serves both (training/rollout/scoring.py)
+    paths = [p for _, p, _ in pairs] + [c.token_ids for _, _, c in pairs]
+    logprobs, mask = completion_logprobs(model, prompts * 2, paths, pad_id)
+    chosen, rejected, chosen_mask, rejected_mask = logprobs[:n], logprobs[n:], mask[:n], mask[n:]
+    width = mask.shape[1]
     chosen_counts = pad_rows([[len(trie.allowed_next(p[:j])) for j in range(len(p))] for _, p, _ in pairs], 0,
-                             side="right")[0]
-    rejected_counts = pad_rows([c.n_children for _, _, c in pairs], 0, side="right")[0]
+                             side="right", length=width)[0]
+    rejected_counts = pad_rows([c.n_children for _, _, c in pairs], 0, side="right", length=width)[0]
     return get_loss("simpo")(chosen, token_weights(chosen_counts.to(chosen.device), chosen_mask, cfg),
                              rejected, token_weights(rejected_counts.to(rejected.device), rejected_mask, cfg),
                              beta=cfg.simpo_beta, gamma=cfg.simpo_gamma_ratio * cfg.simpo_beta)

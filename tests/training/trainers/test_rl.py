@@ -124,3 +124,33 @@ def test_later_updates_on_one_rollout_are_off_policy(tiny_catalog):
     _, fresh, _ = policy_gradient_loss(policy.model, rollout, cfg, policy.tokenizer.pad_token_id)
     _, second, _ = policy_gradient_loss(policy.model, rollout, cfg, policy.tokenizer.pad_token_id, old)
     assert fresh["approx_kl"] == 0.0 and second["approx_kl"] > 0.0
+
+
+@pytest.mark.timeout(60)
+def test_simpo_loss_scores_targets_and_wrong_items_as_two_separate_calls_would(tiny_catalog):
+    """simpo_loss scores both sides in one call; the loss must equal scoring each side on its own."""
+    from training.algorithms.losses import get_loss
+    from training.trainers.rl_rollout import StepRollout, path_completion
+    from training.trainers.rl_update import simpo_loss, token_weights
+
+    policy = _policy(tiny_catalog, "sid", n_levels=2, n_codes=4)
+    trie, paths, pad = policy.trie, policy.item_ids, policy.tokenizer.pad_token_id
+    samples = _samples()[:3]
+    wrong = [["5", "6"], ["7"], ["2", "9", "11"]]
+    groups = [[path_completion(trie, item, paths[item]) for item in items] for items in wrong]
+    rollout = StepRollout([policy.prompt_ids(s) for s in samples], groups, torch.zeros(3, 3),
+                          torch.zeros(3, 3, dtype=torch.bool), [s.target for s in samples], {})
+    cfg = _cfg(simpo_weight=1.0, certainty_d=0.6)
+    loss, stats = simpo_loss(policy.model, rollout, cfg, pad, trie, paths)
+
+    pairs = [(b, paths[samples[b].target], c) for b, group in enumerate(groups) for c in group]
+    prompts = [rollout.prompts[b] for b, _, _ in pairs]
+    chosen, chosen_mask = completion_logprobs(policy.model, prompts, [p for _, p, _ in pairs], pad)
+    rejected, rejected_mask = completion_logprobs(policy.model, prompts, [c.token_ids for _, _, c in pairs], pad)
+    counts = [[len(trie.allowed_next(tuple(p[:j]))) for j in range(len(p))] for _, p, _ in pairs]
+    expected, _ = get_loss("simpo")(
+        chosen, token_weights(torch.tensor(counts), chosen_mask, cfg),
+        rejected, token_weights(torch.tensor([c.n_children for _, _, c in pairs]), rejected_mask, cfg),
+        beta=cfg.simpo_beta, gamma=cfg.simpo_gamma_ratio * cfg.simpo_beta)
+    assert stats["n_pairs"] == 6.0
+    torch.testing.assert_close(loss, expected, atol=1e-5, rtol=1e-4)
